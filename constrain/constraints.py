@@ -1,0 +1,171 @@
+"""compile_constraint: a response_format and a tokenizer in, a reusable compiled constraint out.
+
+Ties the pure compiler (``constrain.compiler``, ``constrain.schema``) to an engine, and
+caches both levels: one engine per tokenizer (the vocabulary conversion costs ~0.2-1 s),
+one compiled grammar per canonical constraint (a hit is a dict lookup).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+from constrain.compiler import Constraint, Whitespace, parse_response_format
+from constrain.engines import CompiledGrammar, Engine, EngineGrammar, JsonOptions, Matcher, create_engine
+from constrain.errors import ConstrainError, GenerationError
+from constrain.schema import normalize, validate_instance
+
+_CACHE_SIZE = 512
+_lock = threading.Lock()
+_engines: dict[tuple[str, int], Engine] = {}
+_compiled: dict[tuple[str, int], OrderedDict[tuple[Any, ...], Any]] = {}
+
+
+def get_engine(name: str, tokenizer: Any, vocab_size: int | None = None) -> Engine:
+    """The engine ``name`` bound to ``tokenizer``, created once and reused."""
+    key = (name, id(tokenizer))
+    with _lock:
+        engine = _engines.get(key)
+    if engine is None:
+        engine = create_engine(name, tokenizer, vocab_size)
+        with _lock:
+            _engines[key] = engine
+            _compiled[key] = OrderedDict()
+        weakref.finalize(tokenizer, _forget, key)
+    return engine
+
+
+def _forget(key: tuple[str, int]) -> None:
+    with _lock:
+        _engines.pop(key, None)
+        _compiled.pop(key, None)
+
+
+def engine_grammar(constraint: Constraint) -> EngineGrammar:
+    """The engine's input for a constraint: JSON schemas pass through the normaliser first."""
+    if constraint.kind == "json":
+        schema = normalize(constraint.schema, close_objects=constraint.close_objects)
+        return EngineGrammar("json_schema", schema, JsonOptions(whitespace=constraint.whitespace))
+    if constraint.kind == "regex":
+        return EngineGrammar("regex", constraint.source)
+    if constraint.kind == "grammar":
+        return EngineGrammar("lark", constraint.source)
+    raise ValueError(f"a {constraint.kind} constraint has no grammar")
+
+
+class CompiledConstraint:
+    """A constraint compiled for one tokenizer. Immutable; make one matcher per sequence.
+
+    Do not construct directly: use :func:`compile_constraint`.
+    """
+
+    def __init__(self, constraint: Constraint, engine: Engine, grammar: CompiledGrammar | None) -> None:
+        self.constraint = constraint
+        self.engine = engine
+        self.grammar = grammar
+
+    @property
+    def is_unconstrained(self) -> bool:
+        return self.grammar is None
+
+    @property
+    def vocab_size(self) -> int:
+        return self.engine.vocab_size
+
+    def matcher(self) -> Matcher | None:
+        """A fresh matcher for one sequence; None when the output is free text."""
+        return None if self.grammar is None else self.grammar.matcher()
+
+    def check_output(self, text: str) -> None:
+        """Raise GenerationError if a finished output does not match: that would be a bug."""
+        kind = self.constraint.kind
+        if kind == "json":
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise GenerationError(f"constrained output is not JSON ({exc}): {text[:200]!r}") from None
+            problem = validate_instance(self.constraint.source, value)
+            if problem:
+                raise GenerationError(f"constrained output fails its schema {problem}: {text[:200]!r}")
+        elif kind == "regex" and re.fullmatch(self.constraint.source, text) is None:
+            raise GenerationError(f"constrained output does not match the regex: {text[:200]!r}")
+
+    def __str__(self) -> str:
+        return self.grammar.grammar_text if self.grammar is not None else "(unconstrained text)"
+
+    def __repr__(self) -> str:
+        return f"CompiledConstraint({self.constraint.kind}, engine={self.engine.name})"
+
+
+def compile_constraint(
+    response_format: Any,
+    tokenizer: Any,
+    *,
+    engine: str = "llguidance",
+    whitespace: Whitespace = "compact",
+    close_objects: bool = False,
+    vocab_size: int | None = None,
+) -> CompiledConstraint:
+    """Compile a ``response_format`` (any accepted dialect, a pydantic class, or a Constraint).
+
+    Parameters
+    ----------
+    response_format : dict | type[pydantic.BaseModel] | Constraint | None
+        What the output must match; None means free text.
+    tokenizer : transformers tokenizer
+        The vocabulary the masks are over.
+    engine : str, default: "llguidance"
+    whitespace : "compact" | "pretty", default: "compact"
+        JSON layout; compact leaves the model no whitespace to loop on.
+    close_objects : bool, default: False
+        Treat every object schema as ``additionalProperties: false``.
+
+    Raises
+    ------
+    constrain.errors.InvalidRequestError
+        (or a subclass) for an invalid or unsupported constraint, naming the field.
+    """
+    eng = get_engine(engine, tokenizer, vocab_size)
+    # A repeated request skips parsing and the meta-schema check: keyed on its raw text.
+    raw_key: tuple[Any, ...] | None = None
+    if isinstance(response_format, dict):
+        try:
+            raw_key = ("raw", json.dumps(response_format, ensure_ascii=False), whitespace, close_objects)
+        except (TypeError, ValueError):
+            raw_key = None
+    if raw_key is not None:
+        with _lock:
+            hit = _compiled[(engine, id(tokenizer))].get(raw_key)
+        if hit is not None:
+            return hit  # type: ignore[return-value]
+    if isinstance(response_format, Constraint):
+        constraint = response_format
+    else:
+        constraint = parse_response_format(response_format, whitespace=whitespace, close_objects=close_objects)
+    cache = _compiled[(engine, id(tokenizer))]
+    if constraint.kind == "text":
+        return CompiledConstraint(constraint, eng, None)
+    with _lock:
+        grammar = cache.get(constraint.key)
+        if grammar is not None:
+            cache.move_to_end(constraint.key)
+    if grammar is None:
+        try:
+            grammar = eng.compile(engine_grammar(constraint))
+        except ConstrainError as exc:
+            if exc.param is None:
+                exc.param = "response_format"
+            raise
+        with _lock:
+            cache[constraint.key] = grammar
+            if len(cache) > _CACHE_SIZE:
+                cache.popitem(last=False)
+    compiled = CompiledConstraint(constraint, eng, grammar)
+    if raw_key is not None:
+        with _lock:
+            cache[raw_key] = compiled  # type: ignore[assignment]
+    return compiled

@@ -1,0 +1,76 @@
+"""The engine boundary: grammar text in, per-sequence matchers out.
+
+Only modules in ``constrain/engines/`` import a mask library. The names follow
+llguidance and xgrammar (``fill_next_token_bitmask``, int32 words, bit ``t % 32``
+of word ``t // 32`` set when token ``t`` is allowed), so readers of either feel at home.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+EngineName = Literal["llguidance", "outlines_core"]
+GrammarKind = Literal["json_schema", "regex", "lark"]
+
+
+@dataclass(frozen=True)
+class JsonOptions:
+    """How JSON is laid out. Compact leaves the model no whitespace to loop on."""
+
+    whitespace: Literal["compact", "pretty"] = "compact"
+
+
+@dataclass(frozen=True)
+class EngineGrammar:
+    """What an engine compiles: a normalised JSON Schema, a regex, or a Lark grammar."""
+
+    kind: GrammarKind
+    source: Any
+    json: JsonOptions = field(default_factory=JsonOptions)
+
+
+class Matcher(Protocol):
+    """Per-sequence state: which tokens may come next, and what has been consumed."""
+
+    def fill_next_token_bitmask(self, bitmask: np.ndarray) -> None:
+        """Write the allowed-token bits into a 1-D int32 array of ceil(V/32) words."""
+
+    def consume_token(self, token_id: int) -> bool:
+        """Advance by one token; False (and an error state) if the token is not allowed."""
+
+    def forced_tokens(self) -> list[int]:
+        """Tokens that are the only way forward from here (fast-forward), without consuming them."""
+
+    def is_accepting(self) -> bool:
+        """The output so far is complete (EOS would be allowed)."""
+
+    def is_stopped(self) -> bool:
+        """No further token is possible: the output is complete and cannot grow."""
+
+    def rollback(self, num_tokens: int) -> None:
+        """Undo the last ``num_tokens`` consumed tokens."""
+
+    def error(self) -> str | None:
+        """The engine's error message, if the matcher is in an error state."""
+
+
+class CompiledGrammar(Protocol):
+    """An immutable compiled grammar; ``matcher()`` makes a fresh per-sequence state."""
+
+    grammar_text: str
+
+    def matcher(self) -> Matcher: ...
+
+
+class Engine(Protocol):
+    """One engine bound to one tokenizer (the vocabulary conversion is done once, here)."""
+
+    name: str
+    vocab_size: int
+    eos_token_id: int
+
+    def compile(self, grammar: EngineGrammar) -> CompiledGrammar:
+        """Compile or raise a ``constrain.errors`` exception naming what is unsupported."""

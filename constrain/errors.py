@@ -1,0 +1,126 @@
+"""Every error constrain raises, with the HTTP status it maps to.
+
+The tree::
+
+    ConstrainError                      500  base class; never raised directly
+    ├── InvalidRequestError             400  a request field is malformed or out of range
+    │   ├── InvalidSchemaError          400  a JSON Schema is not valid against its meta-schema
+    │   ├── UnsupportedSchemaError      400  a valid schema uses a keyword we cannot enforce exactly
+    │   ├── InvalidRegexError           400  a regex does not compile
+    │   ├── InvalidGrammarError         400  a Lark grammar does not compile
+    │   └── ToolChoiceError             400  tools / tool_choice do not fit together
+    ├── AuthenticationError             401  missing or wrong API key (server only)
+    ├── OverloadedError                 429  queue full (server only)
+    ├── ModelLoadError                  500  weights or tokenizer could not be loaded
+    ├── GenerationError                 500  a bug: the engine rejected a token, or output failed validation
+    └── ModelNotReadyError              503  the server is still loading the model
+
+Each error carries ``param``: the dotted path of the request field at fault
+(``response_format.value.properties.age.minimum``), so that a user knows where to look.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ConstrainError(Exception):
+    """Base of every constrain error."""
+
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI-style error body: ``{"error": {message, type, param, code}}``."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequestError(ConstrainError):
+    """A request field is malformed, of the wrong type, or out of range."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class InvalidSchemaError(InvalidRequestError):
+    """A JSON Schema is not valid JSON, or not valid against its meta-schema."""
+
+
+class UnsupportedSchemaError(InvalidRequestError):
+    """A valid JSON Schema uses a keyword (or a form of it) that cannot be enforced exactly."""
+
+    def __init__(
+        self, message: str, *, keyword: str | None = None, pointer: str = "", param: str | None = None
+    ) -> None:
+        super().__init__(message, param=param, code="unsupported_schema")
+        self.keyword = keyword
+        self.pointer = pointer
+
+
+class InvalidRegexError(InvalidRequestError):
+    """A regular expression does not compile."""
+
+
+class InvalidGrammarError(InvalidRequestError):
+    """A Lark grammar does not compile."""
+
+
+class ToolChoiceError(InvalidRequestError):
+    """``tools`` and ``tool_choice`` do not fit together (unknown name, duplicates, ...)."""
+
+
+class AuthenticationError(ConstrainError):
+    """Missing or wrong API key."""
+
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class OverloadedError(ConstrainError):
+    """The server's queue is full; try again later."""
+
+    status_code = 429
+    error_type = "overloaded"
+
+
+class ModelLoadError(ConstrainError):
+    """Weights or tokenizer could not be loaded."""
+
+    status_code = 500
+    error_type = "model_load_error"
+
+
+class GenerationError(ConstrainError):
+    """A bug: the engine rejected a token, or a finished output failed validation."""
+
+    status_code = 500
+    error_type = "generation_error"
+
+
+class ModelNotReadyError(ConstrainError):
+    """The model is still loading."""
+
+    status_code = 503
+    error_type = "model_not_ready"
+
+    def __init__(self, message: str, *, estimated_time: float | None = None) -> None:
+        super().__init__(message)
+        self.estimated_time = estimated_time
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["estimated_time"] = self.estimated_time
+        return body
