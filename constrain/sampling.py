@@ -1,0 +1,92 @@
+"""Pure tensor steps of a decode step: penalties, masking, temperature, top_p, sampling, logprobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+_SHIFTS = torch.arange(32, dtype=torch.int32)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How the next token is picked. ``temperature`` 0 (or None with no seed) is greedy."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logprobs: bool = False
+    top_logprobs: int = 0
+    raw_logprobs: bool = False
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def allocate_token_bitmask(vocab_size: int) -> np.ndarray:
+    """One sequence's mask: ceil(V/32) int32 words, all bits set."""
+    return np.full((vocab_size + 31) // 32, -1, dtype=np.int32)
+
+
+def bitmask_to_bool(bitmask: np.ndarray, vocab_size: int, device: torch.device) -> torch.Tensor:
+    """Unpack the int32 words into a bool vector of allowed tokens, on ``device``.
+
+    Plain tensor ops, no torch.compile: llguidance's helper recompiles per shape (~4 s each).
+    """
+    words = torch.from_numpy(bitmask).to(device, non_blocking=True)
+    bits = (words.unsqueeze(1) >> _SHIFTS.to(device)) & 1
+    return bits.flatten()[:vocab_size].bool()
+
+
+def apply_token_bitmask_inplace(logits: torch.Tensor, allowed: torch.Tensor) -> None:
+    """Disallowed tokens get -inf. ``logits`` may be longer than the mask (padded vocab)."""
+    n = allowed.shape[0]
+    logits[:n].masked_fill_(~allowed, float("-inf"))
+    if logits.shape[0] > n:
+        logits[n:] = float("-inf")
+
+
+def apply_penalties(logits: torch.Tensor, counts: torch.Tensor, params: SamplingParams) -> None:
+    """OpenAI's additive penalties over the tokens generated so far:
+    ``logit -= count * frequency_penalty + (count > 0) * presence_penalty``."""
+    if params.frequency_penalty:
+        logits -= counts * params.frequency_penalty
+    if params.presence_penalty:
+        logits -= (counts > 0).to(logits.dtype) * params.presence_penalty
+
+
+def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> tuple[int, torch.Tensor]:
+    """(token, log-probabilities of the distribution it was drawn from) for one step.
+
+    The returned distribution is the masked, penalised, temperature-scaled one (greedy uses
+    temperature 1 for it); ``top_p`` truncation is applied to the draw only.
+    """
+    scaled = logits if params.greedy else logits / params.temperature
+    logprobs = torch.log_softmax(scaled, dim=-1)
+    if params.greedy:
+        return int(torch.argmax(logits).item()), logprobs
+    probs = logprobs.exp()
+    if params.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        cumulative = torch.cumsum(sorted_probs, dim=-1)
+        # Keep the smallest prefix whose mass reaches top_p (the top token always survives).
+        drop = cumulative - sorted_probs >= params.top_p
+        sorted_probs[drop] = 0.0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    # The generator lives on the CPU so that a seed gives the same draw on every device.
+    token = int(torch.multinomial(probs.cpu(), 1, generator=generator).item())
+    return token, logprobs
+
+
+def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
+    generator = torch.Generator(device="cpu")
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed & 0xFFFF_FFFF_FFFF_FFFF)
+    return generator
