@@ -146,11 +146,11 @@ class LLGuidanceRun:
         return _RawLL(llguidance.LLMatcher(self.tok, compiled, log_level=0))
 
     def mask(self, matcher: Any) -> Bits:
-        matcher.fill_next_token_bitmask(self.bits.array)
+        matcher.fill_bitmask(self.bits.array)
         return self.bits
 
     def consume(self, matcher: Any, token: int) -> bool:
-        return bool(matcher.consume_token(token))
+        return bool(matcher.consume(token))
 
 
 class _RawLL:
@@ -159,10 +159,10 @@ class _RawLL:
     def __init__(self, m: Any) -> None:
         self.m = m
 
-    def fill_next_token_bitmask(self, array: np.ndarray) -> None:
+    def fill_bitmask(self, array: np.ndarray) -> None:
         self.m.unsafe_compute_mask_ptr(array.ctypes.data, array.nbytes)
 
-    def consume_token(self, token: int) -> bool:
+    def consume(self, token: int) -> bool:
         return self.m.consume_token(token)
 
 

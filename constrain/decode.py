@@ -180,7 +180,7 @@ def _run(
     if matcher is not None:
         forced = matcher.forced_tokens()[:max_tokens]
         for t in forced:
-            check(matcher.consume_token(t), f"forced token {t}")
+            check(matcher.consume(t), f"forced token {t}")
     inputs = list(prompt_ids) + forced
     pending: Step | None = Step(token_ids=list(forced), text="", forced=len(forced)) if forced else None
     cache = None
@@ -202,7 +202,7 @@ def _run(
                 yield pending
                 break
             if matcher is not None and not stopped_now:
-                mask_job = _mask_worker.submit(matcher.fill_next_token_bitmask, bitmask)
+                mask_job = _mask_worker.submit(matcher.fill_bitmask, bitmask)
             keep = (pending.forced if pending else 0) + 1
             try:
                 logits_out, cache = forward(model, torch.tensor([inputs], device=device), cache, keep)
@@ -266,11 +266,11 @@ def _run(
             if want_logprobs:
                 step.logprobs.append(_top(raw_logprobs if raw_logprobs is not None else dist, token, top_k))
             if matcher is not None:
-                check(matcher.consume_token(token), f"sampled token {token}")
+                check(matcher.consume(token), f"sampled token {token}")
                 if not matcher.is_stopped():
                     more = matcher.forced_tokens()[: max(0, max_tokens - generated - 1)]
                     for t in more:
-                        check(matcher.consume_token(t), f"forced token {t}")
+                        check(matcher.consume(t), f"forced token {t}")
                     step.token_ids.extend(more)
                     step.forced = len(more)
             generated += len(step.token_ids)

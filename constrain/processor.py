@@ -48,10 +48,10 @@ class ConstraintLogitsProcessor(LogitsProcessor):
                 token = int(input_ids[row, -1])
                 if matcher.is_stopped():
                     continue
-                if not matcher.consume_token(token):
+                if not matcher.consume(token):
                     raise GenerationError(f"the engine rejected token {token}: {matcher.error()}")
         for row, matcher in enumerate(self._matchers):
-            matcher.fill_next_token_bitmask(self._bitmask)
+            matcher.fill_bitmask(self._bitmask)
             allowed = bitmask_to_bool(self._bitmask, self.compiled.vocab_size, scores.device)
             apply_token_bitmask_inplace(scores[row], allowed)
         return scores

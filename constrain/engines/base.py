@@ -1,7 +1,7 @@
 """The engine boundary: grammar text in, per-sequence matchers out.
 
 Only modules in ``constrain/engines/`` import a mask library. The names follow
-llguidance and xgrammar (``fill_next_token_bitmask``, int32 words, bit ``t % 32``
+llguidance and xgrammar (``fill_bitmask``, int32 words, bit ``t % 32``
 of word ``t // 32`` set when token ``t`` is allowed), so readers of either feel at home.
 """
 
@@ -35,10 +35,10 @@ class EngineGrammar:
 class Matcher(Protocol):
     """Per-sequence state: which tokens may come next, and what has been consumed."""
 
-    def fill_next_token_bitmask(self, bitmask: np.ndarray) -> None:
+    def fill_bitmask(self, bitmask: np.ndarray) -> None:
         """Write the allowed-token bits into a 1-D int32 array of ceil(V/32) words."""
 
-    def consume_token(self, token_id: int) -> bool:
+    def consume(self, token_id: int) -> bool:
         """Advance by one token; False (and an error state) if the token is not allowed."""
 
     def forced_tokens(self) -> list[int]:

@@ -54,10 +54,10 @@ class LLGuidanceMatcher:
     def __init__(self, matcher: llguidance.LLMatcher) -> None:
         self._m = matcher
 
-    def fill_next_token_bitmask(self, bitmask: np.ndarray) -> None:
+    def fill_bitmask(self, bitmask: np.ndarray) -> None:
         self._m.unsafe_compute_mask_ptr(bitmask.ctypes.data, bitmask.nbytes)
 
-    def consume_token(self, token_id: int) -> bool:
+    def consume(self, token_id: int) -> bool:
         return self._m.consume_token(token_id)
 
     def forced_tokens(self) -> list[int]:
@@ -155,7 +155,9 @@ class LLGuidanceEngine:
 
 
 def _guess_keyword(message: str) -> str | None:
-    for keyword in ("pattern", "patternProperties", "format", "$ref", "multipleOf", "oneOf", "not"):
+    if "regex" in message:
+        return "pattern"
+    for keyword in ("patternProperties", "format", "$ref", "multipleOf", "oneOf"):
         if keyword in message:
             return keyword
     return None
