@@ -124,3 +124,8 @@ class ModelNotReadyError(ConstrainError):
         body = super().to_dict()
         body["estimated_time"] = self.estimated_time
         return body
+
+
+class SchemaWarning(UserWarning):
+    """A schema keyword was accepted but not enforced because JSON Schema calls it an annotation
+    (for example an unknown ``format``)."""
