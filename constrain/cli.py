@@ -54,21 +54,25 @@ def _response_format(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _chat(args: argparse.Namespace) -> int:
     import constrain
+    from constrain.compiler import parse_response_format
+    from constrain.requests import parse_request
 
-    response_format = _response_format(args)
-    model = constrain.load(args.model, engine=args.engine, whitespace="pretty" if args.pretty else "compact")
     messages = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": args.prompt})
     request: dict[str, Any] = {
         "messages": messages,
-        "response_format": response_format,
+        "response_format": _response_format(args),
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
         "seed": args.seed,
         "stream": args.stream,
     }
+    # Bad arguments fail in milliseconds, before the model loads.
+    parse_request(request)
+    parse_response_format(request["response_format"])
+    model = constrain.load(args.model, engine=args.engine, whitespace="pretty" if args.pretty else "compact")
     if args.stream:
         finish = None
         for chunk in model.chat_completion(**request):  # type: ignore[union-attr]
@@ -116,11 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", default=None)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--api-key", action="append", default=[], help="accepted bearer key (repeatable)")
+    serve.add_argument(
+        "--api-key", action="append", default=[], help="accepted bearer key (repeatable; or env CONSTRAIN_API_KEYS)"
+    )
     serve.add_argument("--engine", default="llguidance")
     serve.add_argument("--max-queue", type=int, default=64, help="requests waiting before 429")
-    serve.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted")
-    serve.add_argument("--max-request-bytes", type=int, default=4 * 1024 * 1024)
+    serve.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted (and the default)")
+    serve.add_argument("--max-request-bytes", type=int, default=4 * 1024 * 1024, help="larger bodies get 413")
+    serve.add_argument("--cache-size", type=int, default=256, help="cached deterministic answers (0: off)")
     serve.set_defaults(func=_serve)
     return parser
 

@@ -13,6 +13,8 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +98,8 @@ def load_weights(model: str | os.PathLike[str] | None, *, dtype: Any = None, dev
                 _convert_gguf(folder, gguf, cached)
             folder = cached
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or "auto")
+        with _quiet_progress():  # reading the cache takes a second: no bar
+            hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or "auto")
     except ModelLoadError:
         raise
     except (OSError, ValueError) as exc:
@@ -105,6 +108,19 @@ def load_weights(model: str | os.PathLike[str] | None, *, dtype: Any = None, dev
     if device:
         hf_model.to(device)
     return name, hf_model, tokenizer
+
+
+@contextmanager
+def _quiet_progress() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _convert_gguf(folder: Path, gguf: Path, target: Path) -> None:

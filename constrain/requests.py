@@ -25,6 +25,9 @@ def parse_request(fields: dict[str, Any]) -> ChatCompletionRequest:
         first = exc.errors()[0]
         where = _field(first["loc"])
         message = first["msg"].removeprefix("Value error, ")
+        if not where and message.startswith("`"):
+            # Cross-field checks have no location; their message starts with the field at fault.
+            where = message[1 : message.index("`", 1)]
         if first["type"] == "extra_forbidden":
             message = "unknown field; see the chat-completion spec for the accepted fields"
         elif first["type"] == "missing":
