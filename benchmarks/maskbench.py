@@ -47,10 +47,25 @@ MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # --------------------------------------------------------------------------- data
 
 
+SUITE_DIALECTS = {
+    "draft2020-12": "https://json-schema.org/draft/2020-12/schema",
+    "draft2019-09": "https://json-schema.org/draft/2019-09/schema",
+    "draft7": "http://json-schema.org/draft-07/schema#",
+    "draft6": "http://json-schema.org/draft-06/schema#",
+    "draft4": "http://json-schema.org/draft-04/schema#",
+}
+
+
 def load_records(path: str) -> list[dict[str, Any]]:
+    """The records; a suite schema without ``$schema`` gets its draft's (the suite names it by folder)."""
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        records = [json.loads(line) for line in handle if line.strip()]
+    for record in records:
+        draft = SUITE_DIALECTS.get(record.get("category", "").split("/")[0])
+        if draft and isinstance(record["schema"], dict) and "$schema" not in record["schema"]:
+            record["schema"] = {"$schema": draft, **record["schema"]}
+    return records
 
 
 def split_of(record: dict[str, Any]) -> str:
@@ -71,11 +86,11 @@ def compact(value: Any) -> str:
 
 
 def load_tokenizer() -> Any:
-    """The embedded model's tokenizer: ``constrain.model.load_tokenizer`` if present, else the GGUF."""
+    """The embedded model's tokenizer: ``constrain.loading.load_tokenizer`` if present, else the GGUF."""
     try:
-        import constrain.model as model_module  # type: ignore[import-not-found]
+        import constrain.loading as loading_module
 
-        loader = getattr(model_module, "load_tokenizer", None)
+        loader = getattr(loading_module, "load_tokenizer", None)
     except ImportError:
         loader = None
     if loader is not None:

@@ -49,7 +49,9 @@ def _forget(key: tuple[str, int]) -> None:
 def engine_grammar(constraint: Constraint) -> EngineGrammar:
     """The engine's input for a constraint: JSON schemas pass through the normaliser first."""
     if constraint.kind == "json":
-        schema = normalize(constraint.schema, close_objects=constraint.close_objects)
+        schema = normalize(
+            constraint.schema, close_objects=constraint.close_objects, param=constraint.param or "schema"
+        )
         return EngineGrammar("json_schema", schema, JsonOptions(whitespace=constraint.whitespace))
     if constraint.kind == "regex":
         return EngineGrammar("regex", to_engine_regex(constraint.source))

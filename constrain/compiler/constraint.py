@@ -24,6 +24,8 @@ class Constraint:
     whitespace: Whitespace = "compact"
     close_objects: bool = False
     name: str | None = None
+    # Where the schema sat in the request (``response_format.json_schema.schema``), for errors.
+    param: str | None = field(default=None, compare=False, hash=False)
     _schema: Any = field(default=None, compare=False, hash=False, repr=False)
 
     @property

@@ -103,6 +103,7 @@ def _json(schema: Any, whitespace: Whitespace, close_objects: bool, param: str, 
         whitespace=whitespace,
         close_objects=close_objects,
         name=name,
+        param=param,
         _schema=prepared,
     )
 

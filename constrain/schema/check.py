@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
 import jsonschema
+import regex
 from jsonschema.exceptions import SchemaError, ValidationError
 
-from constrain.errors import InvalidSchemaError
+from constrain.errors import InvalidSchemaError, UnsupportedSchemaError
+from constrain.schema.patterns import ecma_to_engine, is_ecma_regex
 
 
 def pointer(path: Any) -> str:
@@ -20,6 +23,49 @@ def pointer(path: Any) -> str:
 def _validator_class(schema: Any) -> type:
     # The dialect comes from "$schema"; without one, 2020-12 (what the spec and our users write).
     return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+
+
+# JSON Schema's regexes are ECMA-262; jsonschema checks them with Python's `re`, which rejects
+# valid ECMA (`\p{Letter}`, `[^]`) and reads `\s`, `$` differently. Both checks use ours.
+
+
+@lru_cache(maxsize=1024)
+def _ecma_matcher(pattern: str) -> Any:
+    """A predicate: does a string contain a match of the ECMA ``pattern``? None if we cannot tell."""
+    try:
+        translated = ecma_to_engine(pattern, "")
+    except UnsupportedSchemaError:
+        translated = False
+    if translated is None:
+        return lambda text: True
+    try:
+        if translated is False:
+            compiled = regex.compile(pattern)
+            return lambda text: compiled.search(text) is not None
+        compiled = regex.compile(translated)
+        return lambda text: compiled.fullmatch(text) is not None
+    except regex.error:
+        return None
+
+
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "string"):
+        return
+    matches = _ecma_matcher(pattern)
+    if matches is not None and not matches(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _format_checker(cls: type) -> jsonschema.FormatChecker:
+    checker = jsonschema.FormatChecker()
+    checker.checkers = dict(cls.FORMAT_CHECKER.checkers)
+    checker.checkers["regex"] = (lambda value: not isinstance(value, str) or is_ecma_regex(value), ())
+    return checker
+
+
+@lru_cache(maxsize=16)
+def _ecma_class(cls: type) -> type:
+    return jsonschema.validators.extend(cls, {"pattern": _ecma_pattern})
 
 
 def check_schema(schema: Any, *, param: str = "schema") -> Any:
@@ -34,7 +80,8 @@ def check_schema(schema: Any, *, param: str = "schema") -> Any:
         if not isinstance(schema.get("$schema", ""), str):
             raise InvalidSchemaError(f"`{param}.$schema` must be a string", param=f"{param}.$schema")
         try:
-            _validator_class(schema).check_schema(schema)
+            cls = _validator_class(schema)
+            cls.check_schema(schema, format_checker=_format_checker(cls))
         except SchemaError as exc:
             where = pointer(exc.path)
             raise InvalidSchemaError(
@@ -51,7 +98,7 @@ def _validator_for_text(schema_text: str) -> Any:
 
     schema = json.loads(schema_text)
     cls = _validator_class(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return _ecma_class(cls)(schema, format_checker=_format_checker(cls))
 
 
 def validate_instance(schema_text: str, instance: Any) -> str | None:

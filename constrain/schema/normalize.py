@@ -1,26 +1,398 @@
-"""Rewrite a checked JSON Schema into an equivalent one the engine enforces exactly."""
+"""Rewrite a checked JSON Schema into an equivalent one the engine enforces exactly.
+
+The pipeline, one module per job:
+
+* :mod:`dialects`: every node in 2020-12 spelling (draft-04 ... 2019-09 differences);
+* :mod:`refs`: ``$ref`` resolved inside the document (pointers, ``$anchor``, ``$id``);
+* :mod:`flat`: the working form, a disjunction of flat keyword conjunctions;
+* :mod:`combinators`: ``allOf``/``anyOf``/``oneOf``/``not``/``if``/``dependent*``;
+* :mod:`objects`, :mod:`arrays`, :mod:`scalars`: per-kind merge, complement, emptiness;
+* :mod:`strings`: ``format``/``pattern`` to engine regexes, on the final nodes.
+
+A value-listing node (``enum``/``const``, also inside ``allOf``) is reduced to the listed
+values that validate against the whole node (checked with ``jsonschema``), which is exact
+whatever else the node says. Recursive references become ``#/$defs/...`` references.
+Whatever has no exact form raises UnsupportedSchemaError naming the keyword and pointer.
+"""
 
 from __future__ import annotations
 
 import copy
+import json
+import re
 from typing import Any
+from urllib.parse import urljoin
+
+import jsonschema
+
+from constrain.errors import InvalidSchemaError, UnsupportedSchemaError
+from constrain.schema import arrays, objects
+from constrain.schema.combinators import Algebra
+from constrain.schema.dialects import DRAFT2019, at_least, dependencies_2019, dialect_of, upgrade
+from constrain.schema.flat import NATIVE, Dnf, Flat, from_node, to_node, unsupported
+from constrain.schema.patterns import ecma_to_engine
+from constrain.schema.refs import ROOT_URI, RefIndex, escape
+from constrain.schema.strings import rewrite_string_keywords
+
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains",
+           "maxContains")
+_APPLICATORS = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "dependentSchemas",
+                "$dynamicRef", "$recursiveRef")
 
 
 def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema") -> Any:
-    """An equivalent schema for the engine; with ``close_objects``, objects allow declared properties only."""
-    out = copy.deepcopy(schema)
-    if close_objects:
-        _close(out)
+    """An equivalent schema for the engine; with ``close_objects``, objects allow declared properties only.
+
+    Raises UnsupportedSchemaError (``param`` names the field: ``schema.properties.x.oneOf``)
+    for a keyword that has no exact engine form, InvalidSchemaError when nothing can match.
+    """
+    try:
+        return Normalizer(schema, close_objects).run()
+    except UnsupportedSchemaError as exc:
+        if exc.param is None:
+            exc.param = param + exc.pointer.replace("/", ".")
+        raise
+    except InvalidSchemaError as exc:
+        exc.param = exc.param or param
+        raise
+
+
+class Normalizer:
+    """One normalisation: the reference index, the normalised definitions, the validator for values."""
+
+    def __init__(self, schema: Any, close_objects: bool) -> None:
+        self.root = schema
+        self.close_objects = close_objects
+        self.dialect = dialect_of(schema)
+        self.schema_uri = schema.get("$schema") if isinstance(schema, dict) else None
+        self.index = RefIndex(schema, self.dialect)
+        self.algebra = Algebra(self._deref, self._valid_flat)
+        self.names: dict[tuple[str, int], str] = {}
+        self.defs: dict[str, Dnf] = {}
+        self.pending: set[str] = set()
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator) \
+            if isinstance(schema, dict) else jsonschema.Draft202012Validator
+        self.validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+    def run(self) -> Any:
+        dnf = self.norm(self.root, ROOT_URI, "")
+        if not dnf:
+            raise InvalidSchemaError("the schema admits no value (it is unsatisfiable)")
+        node = to_node(dnf)
+        used = self._reachable(node)
+        if used:
+            if not isinstance(node, dict) or "$defs" in node:
+                node = {"anyOf": [node]} if isinstance(node, dict) else node
+            node = dict(node)
+            node["$defs"] = {name: to_node(self.defs[name]) for name in used}
+        return self._finish(node, "")
+
+    # ------------------------------------------------------------------ schema nodes
+
+    def norm(self, node: Any, base: str, pointer: str) -> Dnf:
+        """The Dnf of the subschema ``node``, read against base URI ``base``."""
+        if node is True:
+            return [{}]
+        if node is False:
+            return []
+        if not isinstance(node, dict):
+            raise unsupported("a subschema must be an object or a boolean", "type", pointer)
+        raw = node
+        node = upgrade(node, self.dialect)
+        node = dependencies_2019(node)
+        if "$ref" in node and not at_least(self.dialect, DRAFT2019):
+            node = {"$ref": node["$ref"]}  # before 2019-09, $ref's siblings are ignored
+        own = self.index.id_of(node)
+        if own:
+            base = urljoin(base, own)
+        for keyword in ("$dynamicRef", "$recursiveRef"):
+            if keyword in node:
+                raise unsupported("dynamic references are not supported", keyword, pointer)
+        if self._lists_values(node):
+            return self._values(node, raw, pointer)
+        parts: list[Dnf] = [self._base(node, base, pointer)]
+        if "$ref" in node:
+            parts.append(self._ref(node["$ref"], base, pointer))
+        for index, sub in enumerate(node.get("allOf", [])):
+            parts.append(self.norm(sub, base, f"{pointer}/allOf/{index}"))
+        if "anyOf" in node:
+            union: Dnf = []
+            for index, sub in enumerate(node["anyOf"]):
+                union.extend(self.norm(sub, base, f"{pointer}/anyOf/{index}"))
+            parts.append(union)
+        for name, deps in node.get("dependentRequired", {}).items():
+            parts.append([{"properties": {name: False}}, {"required": [name, *deps]}])
+        for name, sub in node.get("dependentSchemas", {}).items():
+            then = self.norm(sub, base, f"{pointer}/dependentSchemas/{escape(name)}")
+            parts.append([{"properties": {name: False}},
+                          *self.algebra.product([{"required": [name]}], then, pointer)])
+        if "not" in node:
+            where = f"{pointer}/not"
+            inner = node["not"]
+            if isinstance(inner, dict) and set(inner) == {"not"}:  # not not X is X
+                parts.append(self.norm(inner["not"], base, f"{where}/not"))
+            else:
+                within = self.algebra.kinds(parts[0]) if parts[0] else None
+                parts.append(self.algebra.negate(self.norm(inner, base, where), where, within))
+        dnf = self.algebra.all_of(parts, pointer)
+        if "oneOf" in node:
+            branches = [self.norm(sub, base, f"{pointer}/oneOf/{i}") for i, sub in enumerate(node["oneOf"])]
+            dnf = self.algebra.one_of(dnf, branches, f"{pointer}/oneOf")
+        if "if" in node and ("then" in node or "else" in node):
+            dnf = self.algebra.if_then_else(
+                dnf,
+                self.norm(node["if"], base, f"{pointer}/if"),
+                self.norm(node.get("then", True), base, f"{pointer}/then"),
+                self.norm(node.get("else", True), base, f"{pointer}/else"),
+                pointer,
+            )
+        if "propertyNames" in node:
+            names = self.norm(node["propertyNames"], base, f"{pointer}/propertyNames")
+            dnf = [objects.property_names(f, names, self._name_regex, self.algebra.conj, pointer)
+                   if "$ref" not in f else f for f in self._expand_refs(dnf, pointer)]
+        out: Dnf = []
+        for flat in dnf:
+            if any(k in flat for k in ("uniqueItems", "contains", "minContains", "maxContains")):
+                for done in arrays.finish(flat, self._values_of, self.algebra.conj, pointer):
+                    out.extend(self.algebra.prune(done, pointer=pointer))
+            else:
+                out.append(flat)
+        return out
+
+    def _lists_values(self, node: dict[str, Any]) -> bool:
+        if "enum" in node or "const" in node:
+            return True
+        return any(isinstance(s, dict) and ("enum" in s or "const" in s) and "$ref" not in s
+                   for s in node.get("allOf", []))
+
+    def _values(self, node: dict[str, Any], raw: dict[str, Any], pointer: str) -> Dnf:
+        """A value-listing node: the listed values that validate against the whole (original) node."""
+        listed: list[Any] = []
+        for holder in [node, *(s for s in node.get("allOf", []) if isinstance(s, dict))]:
+            if "const" in holder:
+                listed.append(holder["const"])
+            if "enum" in holder:
+                listed.extend(holder["enum"])
+            if listed:
+                break
+        try:
+            validator = self.validator.evolve(schema=raw)
+            values = [v for v in _unique(listed) if validator.is_valid(v)]
+        except Exception as exc:
+            if isinstance(exc, UnsupportedSchemaError):
+                raise
+            raise unsupported(f"the values of this enum cannot be checked against its schema ({exc})", "enum",
+                              pointer) from None
+        return [{"enum": values}] if values else []
+
+    def _base(self, node: dict[str, Any], base: str, pointer: str) -> Dnf:
+        """The node's own (non-applicator) keywords as one flat, children normalised."""
+        flat: Flat = {}
+        for key, value in node.items():
+            if key not in NATIVE or key in ("$ref", "enum"):
+                continue
+            where = f"{pointer}/{key}"
+            if key in ("properties", "patternProperties"):
+                flat[key] = {name: to_node(self.norm(sub, base, f"{where}/{escape(name)}"))
+                             for name, sub in value.items()}
+            elif key == "prefixItems":
+                flat[key] = [to_node(self.norm(sub, base, f"{where}/{i}")) for i, sub in enumerate(value)]
+            elif key in ("items", "additionalProperties", "contains"):
+                flat[key] = to_node(self.norm(value, base, where))
+            elif key in _COUNTS:
+                flat[key] = int(value)
+            elif key == "type":
+                flat[key] = value
+            elif key == "required":
+                flat[key] = list(dict.fromkeys(value))
+            elif key in ("contentEncoding", "contentMediaType", "contentSchema"):
+                if at_least(self.dialect, DRAFT2019):
+                    continue  # annotations from 2019-09 on
+                flat[key] = value
+            else:
+                flat[key] = value
+        if "unevaluatedProperties" in node or "unevaluatedItems" in node:
+            self._unevaluated(node, flat, base, pointer)
+        if self.close_objects and "additionalProperties" not in flat and "patternProperties" not in flat:
+            declared = node.get("type")
+            if "properties" in node or declared == "object":
+                flat["additionalProperties"] = False
+        if flat.get("uniqueItems") is False:
+            del flat["uniqueItems"]
+        if "type" in flat and isinstance(flat["type"], list) and not flat["type"]:
+            return []
+        return self.algebra.prune(flat, pointer=pointer)
+
+    def _unevaluated(self, node: dict[str, Any], flat: Flat, base: str, pointer: str) -> None:
+        """``unevaluated*`` equals ``additional*`` when no in-place applicator can evaluate more."""
+        applied = [k for k in _APPLICATORS if k in node]
+        for key, same, sibling in (("unevaluatedProperties", "additionalProperties", None),
+                                   ("unevaluatedItems", "items", "prefixItems")):
+            if key not in node:
+                continue
+            if applied or same in node:
+                if node[key] is True or node[key] == {}:
+                    continue
+                raise unsupported(f"{key} next to applicators cannot be expressed exactly", key, pointer)
+            flat[same] = to_node(self.norm(node[key], base, f"{pointer}/{key}"))
+            del sibling
+
+    # ------------------------------------------------------------------ references
+
+    def _ref(self, ref: Any, base: str, pointer: str) -> Dnf:
+        if not isinstance(ref, str):
+            raise unsupported("`$ref` must be a string", "$ref", pointer)
+        target = self.index.resolve(ref, base, f"{pointer}/$ref")
+        key = (target.base, id(target.node))
+        name = self.names.get(key)
+        if name is None:
+            name = f"n{len(self.names)}"
+            self.names[key] = name
+            self.pending.add(name)
+            try:
+                self.defs[name] = self.norm(target.node, target.base, target.pointer)
+            finally:
+                self.pending.discard(name)
+        if name not in self.pending and _small(self.defs[name]):
+            return copy.deepcopy(self.defs[name])
+        return [{"$ref": f"#/$defs/{name}"}]
+
+    def _deref(self, flat: Flat, pointer: str) -> Dnf:
+        name = flat["$ref"].rsplit("/", 1)[-1]
+        if name in self.pending or name not in self.defs:
+            raise unsupported("a recursive $ref combined with other keywords cannot be expanded", "$ref", pointer)
+        return copy.deepcopy(self.defs[name])
+
+    def _expand_refs(self, dnf: Dnf, pointer: str) -> Dnf:
+        out: Dnf = []
+        for flat in dnf:
+            out.extend(self._deref(flat, pointer) if "$ref" in flat else [flat])
+        return out
+
+    def _reachable(self, node: Any) -> list[str]:
+        seen: list[str] = []
+        stack = [node]
+        while stack:
+            text = json.dumps(stack.pop())
+            for name in _ref_names(text):
+                if name not in seen:
+                    seen.append(name)
+                    stack.append(to_node(self.defs[name]))
+        return seen
+
+    # ------------------------------------------------------------------ helpers
+
+    def _valid_flat(self, value: Any, flat: Flat) -> bool:
+        schema = dict(flat)
+        patterns = schema.pop("_patterns", [])
+        if patterns:
+            schema = {"allOf": [schema, *({"pattern": p} for p in patterns)]}
+        names = _ref_names(json.dumps(schema))
+        if names:
+            if any(n in self.pending for n in names):
+                raise unsupported("a value cannot be checked against a recursive $ref", "$ref", "")
+            defs = {n: to_node(self.defs[n]) for n in self._reachable(schema)}
+            schema = {"allOf": [schema], "$defs": defs}
+        cls = jsonschema.Draft202012Validator
+        try:
+            return cls(schema, format_checker=cls.FORMAT_CHECKER).is_valid(value)
+        except Exception as exc:  # e.g. a pattern Python's re cannot read: undecidable here
+            raise unsupported(f"cannot check a listed value against this schema ({exc})", "enum", "") from None
+
+    def _values_of(self, node: Any) -> list[Any] | None:
+        """The finite set of values ``node`` admits, or None when it is not finite (or not obvious)."""
+        if node is False:
+            return []
+        dnf = from_node(node) if node is not True else [{}]
+        out: list[Any] = []
+        for flat in dnf:
+            if "enum" in flat:
+                out.extend(flat["enum"])
+            elif set(flat) == {"type"}:
+                kinds = [flat["type"]] if isinstance(flat["type"], str) else flat["type"]
+                if not set(kinds) <= {"null", "boolean"}:
+                    return None
+                out.extend([None] if "null" in kinds else [])
+                out.extend([False, True] if "boolean" in kinds else [])
+            else:
+                return None
+        return out
+
+    def _name_regex(self, flat: Flat) -> str | None:
+        """An ECMA-262 pattern for the property names ``flat`` (a string schema) accepts."""
+        if set(flat) - {"type", "pattern", "minLength", "maxLength", "format"}:
+            return None
+        parts = []
+        if "format" in flat:
+            return None
+        if "minLength" in flat or "maxLength" in flat:
+            low, high = flat.get("minLength", 0), flat.get("maxLength")
+            parts.append(f"^[\\s\\S]{{{low},{'' if high is None else high}}}$")
+        if "pattern" in flat:
+            if parts:
+                return None
+            parts.append(flat["pattern"])
+        return parts[0] if parts else "^[\\s\\S]*$"
+
+    def _finish(self, node: Any, pointer: str) -> Any:
+        """Engine spelling: string keywords through ``rewrite_string_keywords``; no private keys."""
+        if not isinstance(node, dict):
+            return node
+        out = {}
+        for key, value in node.items():
+            if key in ("properties", "$defs"):
+                out[key] = {k: self._finish(v, f"{pointer}/{key}/{escape(k)}") for k, v in value.items()}
+            elif key == "patternProperties":
+                # Keys are ECMA-262 regexes searched in the name; the engine reads Rust syntax.
+                out[key] = {(ecma_to_engine(k, f"{pointer}/{key}") or ""): self._finish(v, f"{pointer}/{key}/{escape(k)}")
+                            for k, v in value.items()}
+            elif key in ("anyOf", "allOf", "prefixItems"):
+                out[key] = [self._finish(v, f"{pointer}/{key}/{i}") for i, v in enumerate(value)]
+            elif key in ("items", "additionalProperties"):
+                out[key] = self._finish(value, f"{pointer}/{key}")
+            else:
+                out[key] = value
+        if "enum" in out:
+            return _spell_values(out["enum"])
+        extra = out.pop("_patterns", [])
+        if any(k in out for k in ("pattern", "format", "contentEncoding", "contentMediaType", "contentSchema")):
+            out = rewrite_string_keywords(out, pointer, dialect=self.schema_uri)
+        for pattern in extra:
+            rewritten = rewrite_string_keywords({"type": "string", "pattern": pattern}, pointer,
+                                                dialect=self.schema_uri)
+            more = [{"pattern": rewritten["pattern"]}] if "pattern" in rewritten else []
+            more += rewritten.get("allOf", [])
+            if more:
+                out["allOf"] = [*out.get("allOf", []), *more]
+        return out
+
+
+def _ref_names(text: str) -> list[str]:
+    return list(dict.fromkeys(re.findall(r'"\$ref": "#/\$defs/(n\d+)"', text)))
+
+
+def _small(dnf: Dnf) -> bool:
+    return len(json.dumps(dnf)) < 2000
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for v in values:
+        if not any(type(v) is type(w) and v == w for w in out):
+            out.append(v)
     return out
 
 
-def _close(node: Any) -> None:
-    if isinstance(node, dict):
-        if ("properties" in node or node.get("type") == "object") and "additionalProperties" not in node:
-            if "patternProperties" not in node and "unevaluatedProperties" not in node:
-                node["additionalProperties"] = False
-        for value in node.values():
-            _close(value)
-    elif isinstance(node, list):
-        for value in node:
-            _close(value)
+def _spell_values(values: list[Any]) -> Any:
+    """An enum in engine spelling: objects as exact property lists (any key order), arrays item by item."""
+    scalars_ = [v for v in values if not isinstance(v, dict | list)]
+    nodes: list[Any] = [{"enum": scalars_}] if scalars_ else []
+    for value in values:
+        if isinstance(value, dict):
+            nodes.append({"type": "object", "properties": {k: _spell_values([v]) for k, v in value.items()},
+                          "required": list(value), "additionalProperties": False})
+        elif isinstance(value, list):
+            nodes.append({"type": "array", "prefixItems": [_spell_values([v]) for v in value],
+                          "minItems": len(value), "maxItems": len(value), "items": False})
+    return nodes[0] if len(nodes) == 1 else {"anyOf": nodes}
+

@@ -1,0 +1,167 @@
+"""Array keywords: intersection, complement, emptiness, and the exact forms of ``uniqueItems``/``contains``.
+
+``uniqueItems`` is exact when at most one item can exist, or when items come from a small
+finite set (each ordering of distinct values is spelled out); ``contains`` when every
+possible item satisfies it, or when arrays are short enough to name its position.
+Anything else is an UnsupportedSchemaError: a looser mask is never an option.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from constrain.schema.flat import MAX_BRANCHES, Dnf, Flat, is_true, unsupported
+
+Conj = Callable[[list[Any], str], Any]
+
+
+def _at(flat: Flat, index: int) -> Any:
+    prefix = flat.get("prefixItems", [])
+    if index < len(prefix):
+        return prefix[index]
+    return flat.get("items", True)
+
+
+def merge(a: Flat, b: Flat, out: Flat, conj: Conj, pointer: str) -> None:
+    """Write into ``out`` the array keywords of ``a`` AND ``b``."""
+    length = max(len(a.get("prefixItems", [])), len(b.get("prefixItems", [])))
+    if length:
+        out["prefixItems"] = [conj([s for s in (_at(a, i), _at(b, i)) if not is_true(s)],
+                                   f"{pointer}/prefixItems/{i}") for i in range(length)]
+    if "items" in a or "items" in b:
+        out["items"] = conj([x["items"] for x in (a, b) if "items" in x], f"{pointer}/items")
+    for key, pick in (("minItems", max), ("maxItems", min)):
+        values = [x[key] for x in (a, b) if key in x]
+        if values:
+            out[key] = pick(values)
+    if a.get("uniqueItems") or b.get("uniqueItems"):
+        out["uniqueItems"] = True
+    if "contains" in a and "contains" in b:
+        raise unsupported("two `contains` in one schema cannot be combined", "contains", pointer)
+    for x in (a, b):
+        for key in ("contains", "minContains", "maxContains"):
+            if key in x:
+                out[key] = x[key]
+
+
+def feasible(flat: Flat) -> bool:
+    low, high = flat.get("minItems", 0), flat.get("maxItems")
+    if high is not None and low > high:
+        return False
+    prefix = flat.get("prefixItems", [])
+    if any(s is False for s in prefix[:low]):
+        return False
+    return not (flat.get("items") is False and low > len(prefix))
+
+
+def negate(flat: Flat, negate_node: Callable[[Any, str], Any], pointer: str) -> Dnf:
+    """Arrays that violate one of ``flat``'s array keywords."""
+    out: Dnf = []
+    if flat.get("minItems", 0) > 0:
+        out.append({"type": "array", "maxItems": flat["minItems"] - 1})
+    if "maxItems" in flat:
+        out.append({"type": "array", "minItems": flat["maxItems"] + 1})
+    prefix = flat.get("prefixItems", [])
+    for index, schema in enumerate(prefix):
+        opposite = negate_node(schema, f"{pointer}/prefixItems/{index}")
+        if opposite is not False:
+            out.append({"type": "array", "minItems": index + 1, "prefixItems": [*([{}] * index), opposite]})
+    items = flat.get("items")
+    if items is False:
+        out.append({"type": "array", "minItems": len(prefix) + 1})
+    elif items is not None and not is_true(items):
+        raise unsupported("`not` of items (some item violating a schema) cannot be expressed exactly", "items",
+                          pointer)
+    for key in ("uniqueItems", "contains"):
+        if flat.get(key):
+            raise unsupported(f"`not` of {key} cannot be expressed exactly", key, pointer)
+    return out
+
+
+def finish(flat: Flat, values_of: Callable[[Any], list[Any] | None], conj: Conj, pointer: str) -> Dnf:
+    """``flat`` with ``uniqueItems`` and ``contains`` rewritten into exact native forms (or an error)."""
+    if "contains" in flat or "minContains" in flat or "maxContains" in flat:
+        flat = _contains(flat, values_of, conj, pointer)
+    if not flat.get("uniqueItems"):
+        flat.pop("uniqueItems", None)
+        return [flat]
+    flat = dict(flat)
+    del flat["uniqueItems"]
+    if flat.get("maxItems", 1) <= 1 and "maxItems" in flat:
+        return [flat]
+    prefix = flat.get("prefixItems", [])
+    high = flat.get("maxItems")
+    if flat.get("items") is False:
+        high = len(prefix) if high is None else min(high, len(prefix))
+    # Every item from a finite set: spell out each sequence of distinct values.
+    no_more = flat.get("items") is False or (high is not None and high <= len(prefix))
+    item_values = [] if no_more else values_of(flat.get("items", True))
+    choices = [values_of(_at(flat, i)) for i in range(len(prefix))]
+    if item_values is None or any(c is None for c in choices):
+        raise unsupported("uniqueItems is exact only when items come from a finite set (enum, const, boolean, "
+                          "null) or maxItems <= 1", "uniqueItems", pointer)
+    pool = _dedupe([*item_values, *(v for c in choices for v in c)])  # type: ignore[union-attr]
+    longest = len(pool) if high is None else min(high, len(pool))
+    out: Dnf = []
+    low = flat.get("minItems", 0)
+    for length in range(low, longest + 1):
+        for combo in itertools.permutations(range(len(pool)), length):
+            values = [pool[i] for i in combo]
+            if all(_member(values[i], choices[i] if i < len(prefix) else item_values) for i in range(length)):
+                out.append({"enum": [values]})
+                if len(out) > MAX_BRANCHES * 8:
+                    raise unsupported("uniqueItems over this many values spells out too many arrays",
+                                      "uniqueItems", pointer)
+    return [{"enum": [v for f in out for v in f["enum"]]}] if out else []
+
+
+def _member(value: Any, pool: list[Any] | None) -> bool:
+    return pool is not None and any(_equal(value, v) for v in pool)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
+
+
+def _dedupe(values: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for v in values:
+        if not any(_equal(v, w) for w in out):
+            out.append(v)
+    return out
+
+
+def _contains(flat: Flat, values_of: Callable[[Any], list[Any] | None], conj: Conj, pointer: str) -> Flat:
+    where = f"{pointer}/contains"
+    flat = dict(flat)
+    if "contains" not in flat:  # minContains/maxContains without contains say nothing
+        flat.pop("minContains", None)
+        flat.pop("maxContains", None)
+        return flat
+    schema = flat.pop("contains")
+    low = flat.pop("minContains", 1)
+    high = flat.pop("maxContains", None)
+    if schema is True or schema == {}:
+        # Every item matches: contains bounds are item-count bounds.
+        if low:
+            flat["minItems"] = max(flat.get("minItems", 0), low)
+        if high is not None:
+            flat["maxItems"] = min(flat.get("maxItems", high), high)
+        return flat
+    if schema is False:
+        if low:
+            flat["minItems"], flat["maxItems"] = 1, 0  # no array can contain a match of `false`
+        return flat
+    if not flat.get("prefixItems") and "items" in flat:
+        # Every item already satisfies `contains` when items AND contains == items: counts are lengths.
+        if conj([flat["items"], schema], where) == flat["items"]:
+            if low:
+                flat["minItems"] = max(flat.get("minItems", 0), low)
+            if high is not None:
+                flat["maxItems"] = min(flat.get("maxItems", high), high)
+            return flat
+    raise unsupported("contains is exact only when every item satisfies it", "contains", where)

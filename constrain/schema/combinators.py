@@ -1,0 +1,246 @@
+"""``allOf``, ``anyOf``, ``oneOf``, ``not``, ``if``/``then``/``else`` and ``dependent*`` on Dnf form.
+
+* ``allOf`` (and ``$ref`` with siblings): the product of the members' Dnfs, flat by flat
+  (``merge``), dropping empty combinations.
+* ``not``: the complement of each flat is the union of "the wrong type" and "the right type,
+  one keyword violated" (``negate``); keywords whose violation is not expressible raise.
+* ``oneOf``: branch i AND NOT every branch j that it may overlap; branches proven
+  disjoint (their merge is empty) need no complement, which is the common case.
+* ``if``/``then``/``else``: ``(if AND then) OR (NOT if AND else)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from constrain.schema import arrays, objects, scalars
+from constrain.schema.flat import (
+    ALL_KINDS,
+    MAX_BRANCHES,
+    Dnf,
+    Flat,
+    from_node,
+    kinds_of,
+    set_kinds,
+    to_node,
+    unsupported,
+)
+
+
+class Algebra:
+    """Set operations on Dnfs. ``deref`` expands a ``$ref`` flat; ``valid`` checks a value against a flat."""
+
+    def __init__(self, deref: Callable[[Flat, str], Dnf], valid: Callable[[Any, Flat], bool]) -> None:
+        self.deref = deref
+        self.valid = valid
+
+    # ------------------------------------------------------------------ and
+
+    def product(self, a: Dnf, b: Dnf, pointer: str) -> Dnf:
+        out: Dnf = []
+        for x in a:
+            for y in b:
+                out.extend(self.merge(x, y, pointer))
+                if len(out) > MAX_BRANCHES:
+                    raise unsupported(f"combining these subschemas needs more than {MAX_BRANCHES} alternatives",
+                                      "allOf", pointer)
+        return _dedupe(out)
+
+    def all_of(self, parts: list[Dnf], pointer: str) -> Dnf:
+        result: Dnf = [{}]
+        for part in parts:  # in order: the engine keeps properties in the order they are declared
+            result = self.product(result, part, pointer)
+            if not result:
+                break
+        return result
+
+    def conj(self, nodes: list[Any], pointer: str) -> Any:
+        """The normalised node for the conjunction of normalised nodes."""
+        nodes = [n for n in nodes if n is not True and n != {}]
+        if not nodes:
+            return {}
+        if len(nodes) == 1:
+            return nodes[0]
+        return to_node(self.all_of([from_node(n) for n in nodes], pointer))
+
+    def merge(self, a: Flat, b: Flat, pointer: str) -> Dnf:
+        """``a`` AND ``b`` for two flats."""
+        if not a:
+            return [b]
+        if not b:
+            return [a]
+        if "$ref" in a:
+            return self.product(self.deref(a, pointer), [b], pointer)
+        if "$ref" in b:
+            return self.product([a], self.deref(b, pointer), pointer)
+        if "enum" in a or "enum" in b:
+            listed, other = (a, b) if "enum" in a else (b, a)
+            values = [v for v in listed["enum"] if self.valid(v, other)]
+            return [{"enum": values}] if values else []
+        out: Flat = {}
+        scalars.merge(a, b, out, pointer)
+        objects.merge(a, b, out, self.conj, pointer)
+        arrays.merge(a, b, out, self.conj, pointer)
+        kinds = kinds_of(a) & kinds_of(b)
+        if kinds != ALL_KINDS:
+            out["type"] = sorted(kinds)  # set properly by prune
+        return self.prune(out, kinds, pointer)
+
+    def prune(self, flat: Flat, kinds: frozenset[str] | None = None, pointer: str = "") -> Dnf:
+        """``[flat]`` with the kinds no value can have removed from its type; ``[]`` when none is left."""
+        if "enum" in flat:
+            return [flat] if flat["enum"] else []
+        if "$ref" in flat:
+            return [flat]
+        kinds = set(kinds_of(flat) if kinds is None else kinds)
+        flat.pop("type", None)
+        if "string" in kinds and not scalars.string_feasible(flat):
+            kinds.discard("string")
+        if kinds & {"integer", "float"}:
+            possible = scalars.number_kinds(flat)
+            kinds -= {"integer", "float"} - possible
+        if "object" in kinds and not objects.feasible(flat):
+            kinds.discard("object")
+        if "array" in kinds and not arrays.feasible(flat):
+            kinds.discard("array")
+        if "float" in kinds and "integer" not in kinds:
+            kinds.discard("float")  # never unsound: a non-integer-only number set is not expressible
+        result = set_kinds(flat, kinds, pointer)
+        return [] if result is None else [result]
+
+    # ------------------------------------------------------------------ not
+
+    def kinds(self, dnf: Dnf) -> frozenset[str]:
+        """The kinds a Dnf may admit (all for a reference: not looked into)."""
+        out: set[str] = set()
+        for flat in dnf:
+            if "$ref" in flat:
+                return ALL_KINDS
+            if "enum" in flat:
+                out.update(_value_kind(v) for v in flat["enum"])
+            else:
+                out.update(kinds_of(flat))
+        return frozenset(out)
+
+    def negate(self, dnf: Dnf, pointer: str, within: frozenset[str] | None = None) -> Dnf:
+        """The complement of a Dnf, restricted to the kinds ``within`` (raises where not expressible)."""
+        result: Dnf = [{}]
+        for flat in dnf:
+            result = self.product(result, self.negate_flat(flat, pointer, within), pointer)
+            if not result:
+                break
+        return result
+
+    def negate_node(self, node: Any, pointer: str) -> Any:
+        return to_node(self.negate(from_node(node), pointer))
+
+    def negate_flat(self, flat: Flat, pointer: str, within: frozenset[str] | None = None) -> Dnf:
+        if not flat:
+            return []
+        if "$ref" in flat:
+            return self.negate(self.deref(flat, pointer), pointer, within)
+        if "enum" in flat:
+            return self._negate_enum(flat["enum"], pointer)
+        kinds = kinds_of(flat)
+        out: Dnf = []
+        others = (ALL_KINDS - kinds) & (ALL_KINDS if within is None else within)
+        if others:
+            if "float" in others and "integer" not in others:
+                raise unsupported("`not` of an integer type (non-integer numbers) cannot be expressed", "not",
+                                  pointer)
+            wrong = set_kinds({}, others | ({"float"} if "integer" in others else set()), pointer)
+            if wrong is not None:
+                out.append(wrong)
+        body = {k: v for k, v in flat.items() if k != "type"}
+        for part in (scalars.negate(body, pointer), objects.negate(body, self.negate_node, pointer),
+                     arrays.negate(body, self.negate_node, pointer)):
+            for f in part:
+                out.extend(self.merge({"type": flat["type"]} if "type" in flat else {}, f, pointer))
+        return _dedupe(out)
+
+    def _negate_enum(self, values: list[Any], pointer: str) -> Dnf:
+        kinds = set(ALL_KINDS)
+        out: Dnf = []
+        if any(v is None for v in values):
+            kinds.discard("null")
+        booleans = {v for v in values if isinstance(v, bool)}
+        if booleans:
+            kinds.discard("boolean")
+            rest = [b for b in (False, True) if b not in booleans]
+            if rest:
+                out.append({"enum": rest})
+        numbers = sorted({v for v in values if isinstance(v, int | float) and not isinstance(v, bool)})
+        if numbers:
+            kinds -= {"integer", "float"}
+            out.append({"type": "number", "exclusiveMaximum": numbers[0]})
+            out.extend({"type": "number", "exclusiveMinimum": lo, "exclusiveMaximum": hi}
+                       for lo, hi in zip(numbers, numbers[1:], strict=False))
+            out.append({"type": "number", "exclusiveMinimum": numbers[-1]})
+        strings = [v for v in values if isinstance(v, str)]
+        if strings:
+            kinds.discard("string")
+            out.append({"type": "string", "pattern": scalars.not_one_of_strings(strings)})
+        if any(isinstance(v, dict | list) for v in values):
+            raise unsupported("`not` of an enum holding objects or arrays cannot be expressed", "not", pointer)
+        rest_flat = set_kinds({}, kinds, pointer)
+        if rest_flat is not None:
+            out.append(rest_flat)
+        return out
+
+    # ------------------------------------------------------------------ oneOf, if
+
+    def disjoint(self, a: Dnf, b: Dnf, pointer: str) -> bool:
+        try:
+            return all(not self.merge(x, y, pointer) for x in a for y in b)
+        except Exception:  # undecidable here (for example a recursive $ref): assume they overlap
+            return False
+
+    def one_of(self, context: Dnf, branches: list[Dnf], pointer: str) -> Dnf:
+        """``context AND oneOf(branches)``."""
+        scoped = [self.product(context, b, pointer) for b in branches]
+        out: Dnf = []
+        for i, term in enumerate(scoped):
+            for j, other in enumerate(scoped):
+                if i == j or not term:
+                    continue
+                if not self.disjoint(term, other, pointer):
+                    try:
+                        within = self.kinds(term)
+                        term = self.product(term, self.negate(branches[j], pointer, within), pointer)
+                    except Exception as exc:
+                        raise unsupported(
+                            f"oneOf branches {i} and {j} may both match, and branch {j} has no exact complement "
+                            f"({getattr(exc, 'message', exc)})", "oneOf", pointer) from None
+            out.extend(term)
+        return _dedupe(out)
+
+    def if_then_else(self, context: Dnf, cond: Dnf, then: Dnf, otherwise: Dnf, pointer: str) -> Dnf:
+        yes = self.product(self.product(context, cond, pointer), then, pointer)
+        try:
+            opposite = self.negate(cond, pointer, self.kinds(context))
+        except Exception as exc:
+            raise unsupported(f"the `if` condition has no exact complement ({getattr(exc, 'message', exc)})", "if",
+                              pointer) from None
+        no = self.product(self.product(context, opposite, pointer), otherwise, pointer)
+        return _dedupe(yes + no)
+
+
+def _value_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    return {dict: "object", list: "array", str: "string"}[type(value)]
+
+
+def _dedupe(dnf: Dnf) -> Dnf:
+    seen: list[Flat] = []
+    for flat in dnf:
+        if flat not in seen:
+            seen.append(flat)
+    return seen

@@ -1,0 +1,147 @@
+"""``$ref`` resolution inside one document: ``$defs``/``definitions``, JSON pointers, ``$anchor``, local ``$id``.
+
+The index maps every absolute URI a subschema can be reached by (its resource's ``$id``
+plus a JSON pointer, or an anchor) to that subschema and its base URI. Remote documents
+are never fetched: a reference that leaves the document is an UnsupportedSchemaError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urldefrag, urljoin
+
+from constrain.errors import UnsupportedSchemaError
+from constrain.schema.dialects import DRAFT6, DRAFT2019, at_least
+
+ROOT_URI = "https://constrain.invalid/root.json"
+
+# Keywords whose value is a schema, a list of schemas, or a map of name -> schema.
+SCHEMA_VALUED = ("additionalProperties", "items", "additionalItems", "contains", "propertyNames", "not",
+                 "if", "then", "else", "unevaluatedItems", "unevaluatedProperties")
+SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
+SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved reference: the subschema, the base URI it is read against, and its pointer."""
+
+    node: Any
+    base: str
+    pointer: str
+
+
+def escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+class RefIndex:
+    """Every resource (``$id``) and anchor of one document; built once per normalisation."""
+
+    def __init__(self, root: Any, dialect: str) -> None:
+        self.dialect = dialect
+        self.resources: dict[str, tuple[Any, str, str]] = {}
+        self.anchors: dict[str, Target] = {}
+        root_id = self.id_of(root)
+        self.root_base = urljoin(ROOT_URI, root_id) if root_id else ROOT_URI
+        self.resources[ROOT_URI] = (root, "", ROOT_URI)
+        self._walk(root, ROOT_URI, "")
+
+    def id_of(self, node: Any) -> str | None:
+        """The ``$id`` (``id`` in draft-04) that changes the base URI, without an anchor fragment."""
+        if not isinstance(node, dict):
+            return None
+        if not at_least(self.dialect, DRAFT2019) and "$ref" in node:
+            return None  # before 2019-09, $ref's siblings (its $id included) are ignored
+        key = "$id" if at_least(self.dialect, DRAFT6) else "id"
+        value = node.get(key)
+        if not isinstance(value, str):
+            return None
+        uri, _ = urldefrag(value)
+        return uri or None
+
+    def _anchor_of(self, node: dict[str, Any]) -> str | None:
+        for key in ("$anchor", "$dynamicAnchor"):
+            if isinstance(node.get(key), str):
+                return node[key]
+        key = "$id" if at_least(self.dialect, DRAFT6) else "id"
+        value = node.get(key)
+        if isinstance(value, str) and "#" in value and not at_least(self.dialect, DRAFT2019):
+            fragment = value.split("#", 1)[1]
+            return fragment or None
+        return None
+
+    def _walk(self, node: Any, base: str, pointer: str) -> None:
+        if not isinstance(node, dict):
+            return
+        outer = base
+        own = self.id_of(node)
+        if own:
+            base = urljoin(base, own)
+            self.resources.setdefault(base, (node, pointer, outer))
+        anchor = self._anchor_of(node)
+        if anchor:
+            self.anchors.setdefault(f"{base}#{anchor}", Target(node, outer, pointer))
+        for key, value in node.items():
+            if key in ("enum", "const", "examples", "default"):
+                continue
+            where = f"{pointer}/{escape(key)}"
+            if isinstance(value, dict):
+                if key in SCHEMA_MAPS:
+                    for name, sub in value.items():
+                        self._walk(sub, base, f"{where}/{escape(name)}")
+                self._walk(value, base, where)
+            elif isinstance(value, list):
+                for index, sub in enumerate(value):
+                    self._walk(sub, base, f"{where}/{index}")
+
+    def resolve(self, ref: str, base: str, pointer: str) -> Target:
+        """The subschema ``ref`` names, read against ``base``; raises for what is outside the document."""
+        absolute = urljoin(base, ref)
+        uri, fragment = urldefrag(absolute)
+        if absolute in self.anchors:
+            return self.anchors[absolute]
+        if uri == self.root_base or (uri == ROOT_URI):
+            node, start, outer = self.resources[ROOT_URI]
+        elif uri in self.resources:
+            node, start, outer = self.resources[uri]
+        else:
+            raise UnsupportedSchemaError(
+                f"`$ref: {ref}` (at {pointer or '/'}) points outside the schema; only local references "
+                "($defs, definitions, $anchor, $id inside the document) are resolved",
+                keyword="$ref",
+                pointer=pointer,
+            )
+        if fragment and not fragment.startswith("/"):
+            raise UnsupportedSchemaError(
+                f"`$ref: {ref}` (at {pointer or '/'}) names an anchor that the schema does not define",
+                keyword="$ref",
+                pointer=pointer,
+            )
+        # The base a subschema is read against excludes its own $id (the normaliser applies that).
+        current_base = outer
+        where = start
+        for raw in fragment.split("/")[1:] if fragment else []:
+            token = unquote(raw).replace("~1", "/").replace("~0", "~")
+            own = self.id_of(node)
+            if own:
+                current_base = urljoin(current_base, own)
+            if isinstance(node, dict) and token in node:
+                node = node[token]
+            elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+                node = node[int(token)]
+            else:
+                raise UnsupportedSchemaError(
+                    f"`$ref: {ref}` (at {pointer or '/'}) does not resolve to a subschema",
+                    keyword="$ref",
+                    pointer=pointer,
+                )
+            where = f"{where}/{escape(token)}"
+        if not isinstance(node, dict | bool):
+            raise UnsupportedSchemaError(
+                f"`$ref: {ref}` (at {pointer or '/'}) does not resolve to a schema",
+                keyword="$ref",
+                pointer=pointer,
+            )
+        return Target(node, current_base, where)

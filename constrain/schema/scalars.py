@@ -1,0 +1,131 @@
+"""String and number keywords: intersection (``allOf``), complement (``not``), emptiness.
+
+``format``/``pattern`` stay in their JSON Schema spelling here; ``strings.rewrite_string_keywords``
+turns them into engine regexes once the node is final. A second, different pattern is kept in
+``_patterns`` (the engine intersects patterns) until then.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any
+
+from constrain.schema.flat import Dnf, Flat, unsupported
+
+
+def _tighter(a: Any, b: Any, pick: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return pick(a, b)
+
+
+def merge(a: Flat, b: Flat, out: Flat, pointer: str) -> None:
+    """Write into ``out`` the string and number keywords of ``a`` AND ``b``."""
+    for key, pick in (("minLength", max), ("maxLength", min), ("minimum", max), ("maximum", min),
+                      ("exclusiveMinimum", max), ("exclusiveMaximum", min)):
+        value = _tighter(a.get(key), b.get(key), pick)
+        if value is not None:
+            out[key] = value
+    patterns = [p for p in (a.get("pattern"), *a.get("_patterns", ()), b.get("pattern"), *b.get("_patterns", ()))
+                if p is not None]
+    patterns = list(dict.fromkeys(patterns))
+    if patterns:
+        out["pattern"] = patterns[0]
+        if len(patterns) > 1:
+            out["_patterns"] = patterns[1:]
+    for key in ("format", "contentEncoding", "contentMediaType", "contentSchema"):
+        if key in a and key in b and a[key] != b[key]:
+            raise unsupported(f"two different `{key}` values in one schema cannot be combined", key, pointer)
+        if key in a or key in b:
+            out[key] = a.get(key, b.get(key))
+    step = _multiple(a.get("multipleOf"), b.get("multipleOf"), pointer)
+    if step is not None:
+        out["multipleOf"] = step
+
+
+def _multiple(a: Any, b: Any, pointer: str) -> Any:
+    if a is None or b is None or a == b:
+        return a if b is None else b
+    fa, fb = Fraction(str(a)), Fraction(str(b))
+    if (fa / fb).denominator == 1:
+        return a
+    if (fb / fa).denominator == 1:
+        return b
+    lcm = Fraction(math.lcm(fa.numerator, fb.numerator), math.gcd(fa.denominator, fb.denominator))
+    if lcm.denominator == 1:
+        return int(lcm)
+    raise unsupported("two `multipleOf` values whose common multiple is not an integer", "multipleOf", pointer)
+
+
+def string_feasible(flat: Flat) -> bool:
+    low, high = flat.get("minLength", 0), flat.get("maxLength")
+    return high is None or low <= high
+
+
+def number_kinds(flat: Flat) -> set[str]:
+    """Which of integer/float remain possible under the bounds (multipleOf ignored: never unsound)."""
+    low, high = flat.get("minimum"), flat.get("maximum")
+    xlow, xhigh = flat.get("exclusiveMinimum"), flat.get("exclusiveMaximum")
+    lo = max((Fraction(str(v)) for v in (low, xlow) if v is not None), default=None)
+    hi = min((Fraction(str(v)) for v in (high, xhigh) if v is not None), default=None)
+    lo_open = xlow is not None and lo == Fraction(str(xlow))
+    hi_open = xhigh is not None and hi == Fraction(str(xhigh))
+    if lo is not None and hi is not None and (lo > hi or (lo == hi and (lo_open or hi_open))):
+        return set()
+    kinds = {"float"}
+    first = None if lo is None else (math.floor(lo) + 1 if lo_open else math.ceil(lo))
+    last = None if hi is None else (math.ceil(hi) - 1 if hi_open else math.floor(hi))
+    if first is None or last is None or first <= last:
+        kinds.add("integer")
+    return kinds
+
+
+def negate(flat: Flat, pointer: str) -> Dnf:
+    """Strings or numbers that violate one of ``flat``'s string/number keywords."""
+    out: Dnf = []
+    if flat.get("minLength", 0) > 0:
+        out.append({"type": "string", "maxLength": flat["minLength"] - 1})
+    if "maxLength" in flat:
+        out.append({"type": "string", "minLength": flat["maxLength"] + 1})
+    for key, opposite in (("minimum", "exclusiveMaximum"), ("maximum", "exclusiveMinimum"),
+                          ("exclusiveMinimum", "maximum"), ("exclusiveMaximum", "minimum")):
+        if key in flat:
+            out.append({"type": "number", opposite: flat[key]})
+    for key in ("pattern", "_patterns", "format", "multipleOf", "contentEncoding", "contentMediaType"):
+        if key in flat:
+            raise unsupported(f"`not` of `{key.lstrip('_')}` cannot be expressed exactly",
+                              key.lstrip("_").replace("_patterns", "pattern"), pointer)
+    return out
+
+
+def not_one_of_strings(values: list[str]) -> str:
+    """An ECMA-262 pattern matching exactly the strings that are not in ``values`` (a trie's complement)."""
+    trie: dict[str, Any] = {}
+    for value in values:
+        node = trie
+        for char in value:
+            node = node.setdefault(char, {})
+        node[""] = True
+
+    def walk(node: dict[str, Any]) -> str:
+        children = sorted(c for c in node if c)
+        options = [] if node.get("") else [""]
+        if children:
+            options.append("[^" + "".join(_class_char(c) for c in children) + "][\\s\\S]*")
+            options.extend(_char(c) + walk(node[c]) for c in children)
+        else:
+            options.append("[\\s\\S]+")
+        return "(?:" + "|".join(options) + ")"
+
+    return "^" + walk(trie) + "$"
+
+
+def _char(c: str) -> str:
+    return "\\" + c if c in r"\^$.|?*+()[]{}/-" else (f"\\u{ord(c):04x}" if ord(c) < 32 else c)
+
+
+def _class_char(c: str) -> str:
+    return "\\" + c if c in r"\^-][/" else (f"\\u{ord(c):04x}" if ord(c) < 32 else c)
