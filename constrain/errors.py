@@ -8,7 +8,8 @@ The tree::
     │   ├── UnsupportedSchemaError      400  a valid schema uses a keyword we cannot enforce exactly
     │   ├── InvalidRegexError           400  a regex does not compile
     │   ├── InvalidGrammarError         400  a Lark grammar does not compile
-    │   └── ToolChoiceError             400  tools / tool_choice do not fit together
+    │   ├── ToolChoiceError             400  tools / tool_choice do not fit together
+    │   └── RequestTooLargeError        413  the body is over the server's limit
     ├── AuthenticationError             401  missing or wrong API key (server only)
     ├── OverloadedError                 429  queue full (server only)
     ├── ModelLoadError                  500  weights or tokenizer could not be loaded
@@ -80,6 +81,13 @@ class InvalidGrammarError(InvalidRequestError):
 
 class ToolChoiceError(InvalidRequestError):
     """``tools`` and ``tool_choice`` do not fit together (unknown name, duplicates, ...)."""
+
+
+class RequestTooLargeError(InvalidRequestError):
+    """The request body is larger than the server's ``max_request_bytes``."""
+
+    status_code = 413
+    error_type = "request_too_large"
 
 
 class AuthenticationError(ConstrainError):

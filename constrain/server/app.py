@@ -1,0 +1,240 @@
+"""The ASGI app: routes, request checks in order, and the wiring of loader, queue, cache and SSE.
+
+Order of checks for a chat completion: key (401) -> headers (400) -> body size (413) -> JSON
+(400) -> model ready (503, or wait) -> request valid (400) -> cache -> queue room (429) ->
+generate. Everything raised before the response starts becomes an HTTP error in
+``errors.error_response``; after a stream started, an SSE error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from constrain.errors import InvalidRequestError, RequestTooLargeError
+from constrain.model import Model
+from constrain.server.auth import ApiKeys
+from constrain.server.cache import LRUCache
+from constrain.server.errors import error_response
+from constrain.server.generation import Cached, GenerationLog, complete, prepare, replay, start_stream
+from constrain.server.loader import DEFAULT_LOAD_ESTIMATE_S, ModelHolder
+from constrain.server.scheduler import Scheduler
+from constrain.server.sse import EventStreamResponse
+
+log = logging.getLogger("constrain.server")
+
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class ServerState:
+    """Everything a request handler needs; one per app, in ``app.state.constrain``."""
+
+    holder: ModelHolder
+    keys: ApiKeys
+    scheduler: Scheduler
+    cache: LRUCache[Cached]
+    generations: GenerationLog
+    max_tokens_limit: int | None
+    max_request_bytes: int
+    keepalive_s: float
+
+
+def _flag(request: Request, name: str, default: bool) -> bool:
+    raw = request.headers.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise InvalidRequestError(f"header `{name}` must be `true` or `false`, got {raw[:40]!r}", param=name)
+
+
+async def _read_json(request: Request, limit: int) -> dict[str, Any]:
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise RequestTooLargeError(
+            f"request body is {int(length)} bytes; this server accepts at most {limit} (--max-request-bytes)"
+        )
+    parts, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise RequestTooLargeError(
+                f"request body is over {limit} bytes; this server accepts at most {limit} (--max-request-bytes)"
+            )
+        parts.append(part)
+    try:
+        body = json.loads(b"".join(parts))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError(f"request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+async def _watch_disconnect(request: Request, on_disconnect: Callable[[], None]) -> None:
+    """For non-streamed answers: after the body is read, the next message is the disconnect."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            on_disconnect()
+            return
+
+
+def _state(request: Request) -> ServerState:
+    return request.app.state.constrain  # type: ignore[no-any-return]
+
+
+async def _model(request: Request) -> Model:
+    state = _state(request)
+    return await state.holder.get(wait=_flag(request, "x-wait-for-model", False))
+
+
+def _errors_as_json(handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Any]]:
+    async def wrapped(request: Request) -> Any:
+        try:
+            return await handler(request)
+        except ClientDisconnect:  # left while sending its body: nobody to answer, nothing to log
+            return Response(status_code=499)
+        except Exception as exc:
+            return error_response(exc)
+
+    wrapped.__name__ = handler.__name__
+    return wrapped
+
+
+@_errors_as_json
+async def chat_completions(request: Request) -> Any:
+    state = _state(request)
+    state.keys.check(request.headers.get("authorization"))
+    use_cache = _flag(request, "x-use-cache", True)
+    wait = _flag(request, "x-wait-for-model", False)
+    body = await _read_json(request, state.max_request_bytes)
+    model = await state.holder.get(wait=wait)
+    prepared = await asyncio.to_thread(
+        prepare, model, body, cache=state.cache, use_cache=use_cache, max_tokens_limit=state.max_tokens_limit
+    )
+    cached = prepared.cached
+    headers = {"x-cache": "hit" if cached is not None else "miss"}
+
+    if prepared.request.stream:
+        if isinstance(cached, list):
+            return EventStreamResponse(replay(cached), headers=headers, keepalive_s=state.keepalive_s)
+        events, stop = start_stream(prepared, state.scheduler, state.cache, state.generations)
+        return EventStreamResponse(events, on_disconnect=stop, headers=headers, keepalive_s=state.keepalive_s)
+
+    if isinstance(cached, bytes):
+        return Response(cached, media_type="application/json", headers=headers)
+    watcher = asyncio.create_task(_watch_disconnect(request, prepared.stop.set))
+    try:
+        answer = await complete(model, prepared, state.scheduler, state.cache, state.generations)
+    finally:
+        watcher.cancel()
+    if answer is None:  # the client left; nobody reads this
+        return Response(status_code=499)
+    return Response(answer, media_type="application/json", headers=headers)
+
+
+@_errors_as_json
+async def list_models(request: Request) -> JSONResponse:
+    state = _state(request)
+    state.keys.check(request.headers.get("authorization"))
+    model = await _model(request)
+    card = {"id": model.name, "object": "model", "created": 0, "owned_by": "constrain"}
+    return JSONResponse({"object": "list", "data": [card]})
+
+
+@_errors_as_json
+async def health(request: Request) -> JSONResponse:
+    """Open (no key): 200 when ready, 503 while loading, 500 if the load failed."""
+    state = _state(request)
+    holder = state.holder
+    body: dict[str, Any] = {
+        "status": holder.state,
+        "queue": state.scheduler.snapshot(),
+        "generations": dict(state.generations.counts),
+        "cache": {"entries": len(state.cache), "hits": state.cache.hits, "misses": state.cache.misses},
+    }
+    if holder.model is not None:
+        body["model"] = holder.model.name
+        return JSONResponse(body)
+    if holder.state == "loading":
+        body["estimated_time"] = holder.estimated_time()
+        body["waiting_for_model"] = holder.waiting
+        return JSONResponse(body, status_code=503)
+    return JSONResponse(body, status_code=500)
+
+
+async def _route_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = f"{exc.detail}: {request.method} {request.url.path}"
+    return error_response(HTTPException(exc.status_code, detail))
+
+
+def create_app(
+    model: Model | str | Callable[[], Model] | None = None,
+    *,
+    engine: str = "llguidance",
+    api_keys: list[str] | tuple[str, ...] = (),
+    max_queue: int = 64,
+    max_tokens_limit: int | None = 4096,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    cache_size: int = 256,
+    keepalive_s: float = 10.0,
+    load_estimate_s: float = DEFAULT_LOAD_ESTIMATE_S,
+) -> Starlette:
+    """The HTTP app serving ``model``: a loaded Model, a path (or None: the embedded model), or a factory.
+
+    A path, None or a factory is loaded in the background when the app starts; requests get 503
+    until it is ready (or wait, with ``x-wait-for-model: true``).
+    """
+    if isinstance(model, Model) or callable(model):
+        source: Model | Callable[[], Model] = model  # type: ignore[assignment]
+    else:
+        path = model
+
+        def source() -> Model:
+            import constrain
+
+            return constrain.load(path, engine=engine)
+
+    state = ServerState(
+        holder=ModelHolder(source, load_estimate_s=load_estimate_s),
+        keys=ApiKeys(api_keys),
+        scheduler=Scheduler(max_queue),
+        cache=LRUCache(cache_size),
+        generations=GenerationLog(),
+        max_tokens_limit=max_tokens_limit,
+        max_request_bytes=max_request_bytes,
+        keepalive_s=keepalive_s,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.holder.start()
+        yield
+        state.scheduler.shutdown()
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _route_error})
+    app.state.constrain = state
+    return app

@@ -1,0 +1,182 @@
+"""Many clients at once, clients that leave, and the limits: queue (429), body size (413), max_tokens."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import jsonschema
+import openai
+import pytest
+from huggingface_hub import InferenceClient
+from huggingface_hub.errors import HfHubHTTPError
+
+from tests.server.conftest import wait_until
+
+# Never finishes within max_tokens: a generation that runs until stopped.
+ENDLESS = {"type": "regex", "value": "[ab]{2000}"}
+
+
+def _client_schema(i: int) -> dict:
+    """Each client's own schema: its number is a const, so an answer sent to the wrong client fails."""
+    return {
+        "type": "object",
+        "properties": {"client": {"const": i}, "value": {"type": "integer", "minimum": 0, "maximum": 9}},
+        "required": ["client", "value"],
+        "additionalProperties": False,
+    }
+
+
+def test_twenty_concurrent_streaming_clients(server):
+    oai = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
+    starts_before = len(server.state.scheduler.stats.start_order)
+
+    def one(i: int) -> tuple[int, list]:
+        stream = oai.chat.completions.create(
+            model=f"client-{i}",
+            messages=[{"role": "user", "content": f"Client {i}: give a digit."}],
+            response_format={"type": "json_schema", "json_schema": {"name": f"c{i}", "schema": _client_schema(i)}},
+            max_tokens=20,
+            temperature=0,
+            stream=True,
+            extra_headers={"x-use-cache": "false"},
+        )
+        return i, list(stream)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(one, range(20)))
+
+    ids = set()
+    for i, chunks in results:
+        assert {c.id for c in chunks} == {chunks[0].id}  # one completion per stream
+        assert {c.model for c in chunks} == {f"client-{i}"}
+        ids.add(chunks[0].id)
+        assert chunks[-1].choices[0].finish_reason == "stop"
+        content = "".join(c.choices[0].delta.content or "" for c in chunks)
+        answer = json.loads(content)
+        jsonschema.validate(answer, _client_schema(i))
+        assert answer["client"] == i
+    assert len(ids) == 20
+    started = server.state.scheduler.stats.start_order[starts_before:]
+    assert len(started) == 20 and started == sorted(started)  # first admitted, first served
+
+
+def test_stream_disconnect_stops_generation(server):
+    server.wait_idle()
+    before = len(server.state.generations.records)
+    body = {
+        "messages": [{"role": "user", "content": "Write a and b."}],
+        "response_format": ENDLESS,
+        "max_tokens": 400,
+        "temperature": 0,
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{server.base_url}/v1/chat/completions", json=body, timeout=120) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        seen = 0
+        for line in lines:
+            if line.startswith("data: ") and '"content":"' in line and '"content":""' not in line:
+                seen += 1
+                if seen == 2:
+                    break
+    # The connection is closed here, mid-generation.
+    wait_until(lambda: len(server.state.generations.records) > before, "the generation to end")
+    record = server.state.generations.records[-1]
+    assert record.stream and record.outcome == "stopped"
+    assert record.events < 100  # it would have sent ~400 chunks had it run to max_tokens
+
+
+def _raw_post(port: int, body: dict) -> socket.socket:
+    """Send a request on a raw socket and return it unread, so that the test can hang up."""
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        + f"content-length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    return sock
+
+
+def test_non_streamed_disconnect_stops_generation(server):
+    server.wait_idle()
+    before = len(server.state.generations.records)
+    body = {"messages": [{"role": "user", "content": "Write a and b."}], "response_format": ENDLESS, "max_tokens": 400}
+    sock = _raw_post(server.port, body)
+    wait_until(lambda: server.state.scheduler.snapshot()["running"] == 1, "the generation to start")
+    sock.close()
+    wait_until(lambda: len(server.state.generations.records) > before, "the generation to end")
+    record = server.state.generations.records[-1]
+    assert not record.stream and record.outcome == "stopped"
+    assert record.completion_tokens < 100
+
+
+@pytest.fixture(scope="module")
+def limited(model, start_server):
+    return start_server(model, max_queue=1, max_tokens_limit=32, max_request_bytes=2000)
+
+
+def test_queue_overflow_is_429_and_waiting_clients_can_leave(limited):
+    gate = threading.Event()
+    _, blocker = limited.state.scheduler.submit(gate.wait)  # holds the one generation slot
+    try:
+        body = {
+            "messages": [{"role": "user", "content": "Write a and b."}],
+            "response_format": ENDLESS,
+            "max_tokens": 30,
+            "stream": True,
+        }
+        url = f"{limited.base_url}/v1/chat/completions"
+        with httpx.stream("POST", url, json=body, timeout=60) as waiting:
+            assert waiting.status_code == 200  # admitted: waits behind the blocker
+            assert limited.state.scheduler.snapshot()["waiting"] == 1
+
+            plain = httpx.post(url, json={**body, "stream": False}, timeout=60)
+            assert plain.status_code == 429
+            assert plain.json()["error"]["type"] == "overloaded"
+            assert plain.json()["error_type"] == "overloaded"
+            assert "max_queue=1" in plain.json()["error"]["message"]
+            with pytest.raises(openai.RateLimitError):
+                openai.OpenAI(base_url=f"{limited.base_url}/v1", api_key="x", max_retries=0).chat.completions.create(
+                    model="m", messages=body["messages"], max_tokens=5
+                )
+            with pytest.raises(HfHubHTTPError) as info:
+                InferenceClient(base_url=limited.base_url).chat_completion(messages=body["messages"], max_tokens=5)
+            assert info.value.response.status_code == 429
+        # The waiting client hung up: its job must not generate once the slot frees.
+        wait_until(lambda: limited.state.scheduler.stats.cancelled_waiting >= 1, "the waiting job to be dropped")
+    finally:
+        gate.set()
+        blocker.result(timeout=60)
+    limited.wait_idle()
+    assert limited.state.scheduler.snapshot() == {"waiting": 0, "running": 0, "max_queue": 1}
+
+
+def test_request_too_large_is_413(limited):
+    url = f"{limited.base_url}/v1/chat/completions"
+    big = {"messages": [{"role": "user", "content": "x" * 5000}], "max_tokens": 5}
+    response = httpx.post(url, json=big)
+    assert response.status_code == 413
+    assert "--max-request-bytes" in response.json()["error"]["message"]
+    with pytest.raises(openai.APIStatusError) as info:
+        openai.OpenAI(base_url=f"{limited.base_url}/v1", api_key="x", max_retries=0).chat.completions.create(
+            model="m", messages=big["messages"], max_tokens=5
+        )
+    assert info.value.status_code == 413
+
+
+def test_max_tokens_limit_rejects_and_defaults(limited):
+    url = f"{limited.base_url}/v1/chat/completions"
+    messages = [{"role": "user", "content": "Write a and b."}]
+    response = httpx.post(url, json={"messages": messages, "max_completion_tokens": 33})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "max_completion_tokens"
+    # Without max_tokens, the server's limit is the default: an endless answer stops there.
+    response = httpx.post(url, json={"messages": messages, "response_format": ENDLESS}, timeout=120)
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["finish_reason"] == "length"
+    assert response.json()["usage"]["completion_tokens"] == 32
