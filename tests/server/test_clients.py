@@ -40,9 +40,6 @@ class CityAnswer(BaseModel):
     country: Literal["France", "Italy", "Spain"]
 
 
-def _needs_tools() -> None:
-
-
 @pytest.fixture(scope="module")
 def hf(server) -> InferenceClient:
     return InferenceClient(base_url=server.base_url)
@@ -88,7 +85,6 @@ def test_inference_client_response_format(hf, response_format):
 
 
 def test_inference_client_tools(hf):
-    _needs_tools()
     out = hf.chat_completion(
         messages=WEATHER_QUESTION, tools=[WEATHER_TOOL], tool_choice="required", max_tokens=40, temperature=0
     )
@@ -151,7 +147,6 @@ def test_openai_parse_with_pydantic_model(oai):
 
 
 def test_openai_tools_streamed(oai):
-    _needs_tools()
     stream = oai.chat.completions.create(
         model="whatever",
         messages=WEATHER_QUESTION,
