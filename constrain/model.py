@@ -104,7 +104,9 @@ class Model:
 
     def plan(self, request: ChatCompletionRequest) -> Plan:
         """Prompt, constraint and output parser for a request."""
-        if request.tools is not None or request.tool_choice is not None:
+        if request.tools is not None or request.tool_choice is not None or any(
+            m.tool_calls or m.role == "tool" for m in request.messages
+        ):
             from constrain.tools import plan_tools
 
             tool_plan = plan_tools(self, request)

@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 Role = Literal["system", "user", "assistant", "tool", "developer"]
@@ -243,12 +243,21 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
-class DeltaFunction(BaseModel):
+class _WithoutNulls(BaseModel):
+    """Serialised without null fields: the openai SDK's stream accumulator overwrites ``type``
+    with whatever a delta carries, so a later ``"type": null`` would erase ``"function"``."""
+
+    @model_serializer(mode="wrap")
+    def _drop_nulls(self, handler: Any) -> Any:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class DeltaFunction(_WithoutNulls):
     name: str | None = None
     arguments: str | None = None
 
 
-class DeltaToolCall(BaseModel):
+class DeltaToolCall(_WithoutNulls):
     index: int
     id: str | None = None
     type: Literal["function"] | None = None
