@@ -39,11 +39,7 @@ def schemas_for(flat: Flat, name: str) -> list[Any]:
 
 def merge(a: Flat, b: Flat, out: Flat, conj: Conj, pointer: str) -> None:
     """Write into ``out`` the object keywords of ``a`` AND ``b``."""
-    # The engine emits properties in this order. Required ones first (in the order the schema
-    # lists them) is how writers and models order a merged object most often.
-    declared = [*a.get("properties", {}), *b.get("properties", {})]
-    required_first = [n for n in [*a.get("required", []), *b.get("required", [])] if n in declared]
-    names = list(dict.fromkeys([*required_first, *declared]))
+    names = list(dict.fromkeys([*a.get("properties", {}), *b.get("properties", {})]))
     if names:
         out["properties"] = {n: conj([*schemas_for(a, n), *schemas_for(b, n)], f"{pointer}/properties/{n}")
                              for n in names}
