@@ -49,12 +49,50 @@ def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema"
     try:
         return Normalizer(schema, close_objects).run()
     except UnsupportedSchemaError as exc:
+        _name_the_users_keyword(schema, exc)
         if exc.param is None:
             exc.param = param + exc.pointer.replace("/", ".")
         raise
     except InvalidSchemaError as exc:
         exc.param = exc.param or param
         raise
+
+
+# Keywords the rewrite produces from others: an error about the product names the source.
+_DERIVED_FROM = {
+    "additionalProperties": ("propertyNames", "unevaluatedProperties", "dependencies"),
+    "patternProperties": ("propertyNames",),
+    "items": ("additionalItems", "unevaluatedItems", "contains"),
+    "prefixItems": ("items", "additionalItems"),
+    "anyOf": ("oneOf", "if", "dependencies", "dependentSchemas", "dependentRequired"),
+}
+
+
+def _name_the_users_keyword(schema: Any, exc: UnsupportedSchemaError) -> None:
+    """If the failing keyword is one the rewrite introduced, point at the one the user wrote."""
+    from constrain.engines.llguidance import find_keyword
+
+    if not exc.keyword or not isinstance(schema, dict):
+        return
+    node: Any = schema
+    for part in [p for p in exc.pointer.split("/") if p]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return
+    if find_keyword(node, exc.keyword) is not None:
+        return
+    for source in _DERIVED_FROM.get(exc.keyword, ()):
+        where = find_keyword(node, source)
+        if where is not None:
+            exc.keyword = source
+            exc.pointer = exc.pointer.rstrip("/") + ("" if where == "/" else where)
+            exc.message += f" (from `{source}` at {exc.pointer or '/'})"
+            exc.args = (exc.message,)
+            return
 
 
 class Normalizer:
