@@ -76,14 +76,27 @@ def to_json_schema(node: Any) -> Any:
     return out
 
 
-def tools_of(functions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def open_objects(node: Any) -> Any:
+    """Every object schema says ``additionalProperties: true`` (our tool default is closed)."""
+    if isinstance(node, list):
+        return [open_objects(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: open_objects(v) for k, v in node.items()}
+    if out.get("type") == "object" and "additionalProperties" not in out:
+        out["additionalProperties"] = True
+    return out
+
+
+def tools_of(functions: list[dict[str, Any]], *, open_: bool = False) -> list[dict[str, Any]]:
+    convert = (lambda p: open_objects(to_json_schema(p))) if open_ else to_json_schema
     return [
         {
             "type": "function",
             "function": {
                 "name": f["name"],
                 "description": f.get("description", ""),
-                "parameters": to_json_schema(f.get("parameters", {"type": "dict", "properties": {}})),
+                "parameters": convert(f.get("parameters", {"type": "dict", "properties": {}})),
             },
         }
         for f in functions
@@ -140,12 +153,13 @@ def parse_best_effort(text: str) -> list[tuple[str, Any]] | None:
     return None
 
 
-def run_item(model: Any, item: dict, answer: dict | None, category: str, mode: str, max_tokens: int) -> dict:
+def run_item(model: Any, item: dict, answer: dict | None, category: str, mode: str, max_tokens: int,
+             open_: bool = False) -> dict:
     from constrain.requests import parse_request
     from constrain.tools import resolve, tools_text
 
     messages = item["question"][0]
-    tools = tools_of(item["function"])
+    tools = tools_of(item["function"], open_=open_)
     parallel = "parallel" in category
     request: dict[str, Any] = {
         "messages": messages,
@@ -251,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N items per category")
     parser.add_argument("--offset", type=int, default=0, help="skip the first N items per category")
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--close-objects", action="store_true", help="load(close_objects=True)")
+    parser.add_argument("--open-objects", action="store_true",
+                        help="tool schemas allow undeclared keys (additionalProperties: true); default closed")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--out", default=None, help="JSONL of per-item records")
     parser.add_argument("--summarize", nargs="*", default=None, help="only print the table of these JSONL files")
@@ -267,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = constrain.load(close_objects=args.close_objects)
+    model = constrain.load()
     out = open(args.out, "a", encoding="utf-8") if args.out else None  # noqa: SIM115
     records: list[dict] = []
     for category in args.categories.split(","):
@@ -285,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
             if mode == "named" and category in ("irrelevance", "parallel"):
                 continue  # a named choice forces one call: meaningless there
             for item in items:
-                record = run_item(model, item, answers.get(item["id"]), category, mode, args.max_tokens)
-                record["close_objects"] = args.close_objects
+                record = run_item(model, item, answers.get(item["id"]), category, mode, args.max_tokens,
+                                  args.open_objects)
+                record["close_objects"] = not args.open_objects
                 records.append(record)
                 if out:
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
