@@ -1,15 +1,18 @@
 """The decode loop: prefill -> mask -> sample -> consume -> fast-forward -> stop. Yields Steps.
 
 One producer for every view: ``response.py`` folds the steps into a ChatCompletion,
-``stream.py`` turns them into chunks. The next token mask is computed on a worker
-thread while the forward pass runs (llguidance and torch both release the GIL), and
-forced tokens are fed to the model together with the sampled one in a single pass.
+``stream.py`` turns them into chunks. Forced tokens are fed to the model together with
+the sampled one in a single pass; a step is emitted as soon as its text is known (before
+the next pass); the next token mask is computed during the forward pass on a worker thread
+where that helps (llguidance and torch both release the GIL), see ``_MaskOverlap``.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +32,39 @@ from constrain.sampling import (
 from constrain.types import FinishReason
 
 _mask_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="constrain-mask")
+
+
+class _MaskOverlap:
+    """Per step: compute the next mask on the worker thread during the forward pass, or inline?
+
+    A hand-off to the worker costs a GIL round trip with the thread running the model's Python
+    code (0.5-2 ms a step on a busy CPU, measured with benchmarks/profile_step.py), more than a
+    typical llguidance mask (10-200 µs). So on the CPU the mask is filled inline while fills are
+    cheap, and overlapped once one took longer than ``threshold_s``; on an accelerator the CPU
+    mostly waits for the device during the pass, so the mask is always overlapped there.
+    """
+
+    threshold_s = 1e-3
+
+    def __init__(self, device: torch.device) -> None:
+        self.always = device.type != "cpu"
+        self.last_s = 0.0
+
+    def start(self, matcher: Any, bitmask: Any) -> Future[None] | None:
+        """Fill ``bitmask``, or start filling it; a returned job must be passed to ``finish``."""
+        if self.always or self.last_s >= self.threshold_s:
+            return _mask_worker.submit(self._fill, matcher, bitmask)
+        self._fill(matcher, bitmask)
+        return None
+
+    def _fill(self, matcher: Any, bitmask: Any) -> None:
+        started = time.perf_counter()
+        matcher.fill_bitmask(bitmask)
+        self.last_s = time.perf_counter() - started
+
+    @staticmethod
+    def finish(job: Future[None]) -> None:
+        job.result()
 
 
 @dataclass
@@ -168,6 +204,7 @@ def _run(
     generator = None if params.greedy else make_generator(params.seed, device)
     bitmask = allocate_token_bitmask(compiled.vocab_size) if matcher is not None else None
     counts: torch.Tensor | None = None
+    overlap = _MaskOverlap(device)
     want_logprobs = params.logprobs
     top_k = params.top_logprobs
 
@@ -185,57 +222,64 @@ def _run(
     pending: Step | None = Step(token_ids=list(forced), text="", forced=len(forced)) if forced else None
     cache = None
     generated = 0 + len(forced)
+    stats.forced_tokens += len(forced)
+
+    def zero_logprobs(step: Step) -> None:
+        # In the distribution sampled from, a forced token had probability 1.
+        for t in step.token_ids[len(step.logprobs) :]:
+            step.logprobs.append(TokenLogprob(t, 0.0, [(t, 0.0)] if top_k else []))
 
     with torch.inference_mode():
         while True:
-            mask_job = None
             stopped_now = matcher is not None and matcher.is_stopped()
-            if stopped_now and not (want_logprobs and params.raw_logprobs and pending and pending.forced):
-                # Complete: no forward pass is needed to finish.
-                if pending is None:
-                    pending = Step(token_ids=[], text="")
-                elif want_logprobs:
-                    for t in pending.token_ids[len(pending.logprobs) :]:
-                        pending.logprobs.append(TokenLogprob(t, 0.0, [(t, 0.0)] if top_k else []))
-                pending.text = detok.push(pending.token_ids) + detok.flush()
-                pending.finish_reason = "stop"
-                yield pending
-                break
-            if matcher is not None and not stopped_now:
-                mask_job = _mask_worker.submit(matcher.fill_bitmask, bitmask)
-            keep = (pending.forced if pending else 0) + 1
-            try:
-                logits_out, cache = forward(model, torch.tensor([inputs], device=device), cache, keep)
-            finally:
-                if mask_job is not None:
-                    mask_job.result()
-            stats.forward_passes += 1
-            logits_all = logits_out[0, -keep:].float()
-
-            # Emit the previous step, now that the logits for its forced tokens are known.
-            if pending is not None:
-                if want_logprobs and pending.forced:
-                    forced_ids = pending.token_ids[-pending.forced :]
-                    for row, t in zip(logits_all[:-1], forced_ids, strict=True):
-                        if params.raw_logprobs:
-                            pending.logprobs.append(_top(torch.log_softmax(row, -1), t, top_k))
-                        else:  # in the distribution sampled from, a forced token had probability 1
-                            pending.logprobs.append(TokenLogprob(t, 0.0, [(t, 0.0)] if top_k else []))
+            # Emit the previous step now unless its forced tokens wait for raw logprobs from
+            # the next forward pass: the text streams a pass earlier, a finished or stopped
+            # output needs no further pass, and the pass keeps a single row of logits.
+            if pending is not None and not (want_logprobs and params.raw_logprobs and pending.forced):
+                if want_logprobs:
+                    zero_logprobs(pending)
                 pending.text = detok.push(pending.token_ids)
-                if detok.stopped:
-                    pending.finish_reason = "stop"
-                    yield pending
-                    break
-                if stopped_now:
-                    pending.text += detok.flush()
+                if detok.stopped or stopped_now:
+                    if not detok.stopped:
+                        pending.text += detok.flush()
                     pending.finish_reason = "stop"
                     yield pending
                     break
                 yield pending
                 pending = None
-            elif stopped_now:
+                if generated >= max_tokens or (should_stop is not None and should_stop()):
+                    yield Step(token_ids=[], text=detok.flush(), finish_reason="length")
+                    break
+            elif pending is None and stopped_now:
                 yield Step(token_ids=[], text=detok.flush(), finish_reason="stop")
                 break
+
+            mask_job = None
+            if matcher is not None and not stopped_now:
+                mask_job = overlap.start(matcher, bitmask)
+            keep = (pending.forced if pending else 0) + 1
+            try:
+                logits_out, cache = forward(model, torch.tensor([inputs], device=device), cache, keep)
+            finally:
+                if mask_job is not None:
+                    overlap.finish(mask_job)
+            stats.forward_passes += 1
+            logits_all = logits_out[0, -keep:].float()
+
+            # A step held back for its forced tokens' raw logprobs: they are known now.
+            if pending is not None:
+                forced_ids = pending.token_ids[-pending.forced :]
+                for row, t in zip(logits_all[:-1], forced_ids, strict=True):
+                    pending.logprobs.append(_top(torch.log_softmax(row, -1), t, top_k))
+                pending.text = detok.push(pending.token_ids)
+                if detok.stopped or stopped_now:
+                    if not detok.stopped:
+                        pending.text += detok.flush()
+                    pending.finish_reason = "stop"
+                    yield pending
+                    break
+                yield pending
+                pending = None
 
             if generated >= max_tokens or (should_stop is not None and should_stop()):
                 yield Step(token_ids=[], text=detok.flush(), finish_reason="length")
@@ -251,10 +295,14 @@ def _run(
                 apply_penalties(logits, counts, params)
             if matcher is not None:
                 check(True, "a mask request")
-                apply_token_bitmask_inplace(logits, bitmask_to_bool(bitmask, compiled.vocab_size, device))
-                if not torch.isfinite(logits).any():
+                if not bitmask.any():
                     raise GenerationError("the constraint allows no token here (engine dead end)")
-            token, dist = sample(logits, params, generator)
+                apply_token_bitmask_inplace(logits, bitmask_to_bool(bitmask, compiled.vocab_size, device))
+                if not params.greedy and not torch.isfinite(logits).any():
+                    raise GenerationError("the constraint allows no token here (engine dead end)")
+            token, dist = sample(logits, params, generator, want_dist=want_logprobs and raw_logprobs is None)
+            if matcher is not None and not math.isfinite(float(logits[token])):
+                raise GenerationError("the constraint allows no token here (engine dead end)")
 
             if token in eos_token_ids or (matcher is None and token == compiled.engine.eos_token_id):
                 if matcher is not None and not matcher.is_accepting():
@@ -280,7 +328,6 @@ def _run(
                     counts[t] += 1
             inputs = step.token_ids
             pending = step
-
 
 
 def decode(

@@ -36,8 +36,12 @@ def allocate_token_bitmask(vocab_size: int) -> np.ndarray:
 def bitmask_to_bool(bitmask: np.ndarray, vocab_size: int, device: torch.device) -> torch.Tensor:
     """Unpack the int32 words into a bool vector of allowed tokens, on ``device``.
 
-    Plain tensor ops, no torch.compile: llguidance's helper recompiles per shape (~4 s each).
+    Plain array ops, no torch.compile: llguidance's helper recompiles per shape (~4 s each).
+    On the CPU numpy's ``unpackbits`` does it in ~10 µs (the tensor shift-and-mask takes ~30x that).
     """
+    if torch.device(device).type == "cpu":
+        bits = np.unpackbits(bitmask.astype("<i4", copy=False).view(np.uint8), bitorder="little")
+        return torch.from_numpy(bits[:vocab_size]).view(torch.bool)
     words = torch.from_numpy(bitmask).to(device, non_blocking=True)
     bits = (words.unsqueeze(1) >> _SHIFTS.to(device)) & 1
     return bits.flatten()[:vocab_size].bool()
@@ -46,6 +50,13 @@ def bitmask_to_bool(bitmask: np.ndarray, vocab_size: int, device: torch.device) 
 def apply_token_bitmask_inplace(logits: torch.Tensor, allowed: torch.Tensor) -> None:
     """Disallowed tokens get -inf. ``logits`` may be longer than the mask (padded vocab)."""
     n = allowed.shape[0]
+    if (logits.device.type == "cpu" and logits.dtype == torch.float32 and logits.is_contiguous()
+            and not logits.requires_grad):
+        # numpy's masked copy is branch-free and ~5x faster than masked_fill_ on one CPU thread.
+        values = logits.numpy()
+        np.copyto(values[:n], -np.inf, where=~allowed.numpy())
+        values[n:] = -np.inf
+        return
     logits[:n].masked_fill_(~allowed, float("-inf"))
     if logits.shape[0] > n:
         logits[n:] = float("-inf")
@@ -60,16 +71,22 @@ def apply_penalties(logits: torch.Tensor, counts: torch.Tensor, params: Sampling
         logits -= (counts > 0).to(logits.dtype) * params.presence_penalty
 
 
-def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> tuple[int, torch.Tensor]:
+def sample(
+    logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None, *, want_dist: bool = True
+) -> tuple[int, torch.Tensor | None]:
     """(token, log-probabilities of the distribution it was drawn from) for one step.
 
     The returned distribution is the masked, penalised, temperature-scaled one (greedy uses
-    temperature 1 for it); ``top_p`` truncation is applied to the draw only.
+    temperature 1 for it); ``top_p`` truncation is applied to the draw only. With
+    ``want_dist=False`` a greedy step skips the softmax and returns None for it.
     """
-    scaled = logits if params.greedy else logits / params.temperature
-    logprobs = torch.log_softmax(scaled, dim=-1)
     if params.greedy:
-        return int(torch.argmax(logits).item()), logprobs
+        if logits.device.type == "cpu" and logits.dtype == torch.float32:
+            token = int(logits.detach().numpy().argmax())  # ~15x cheaper than torch.argmax on one CPU thread
+        else:
+            token = int(torch.argmax(logits).item())
+        return token, (torch.log_softmax(logits, dim=-1) if want_dist else None)
+    logprobs = torch.log_softmax(logits / params.temperature, dim=-1)
     probs = logprobs.exp()
     if params.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, descending=True)
