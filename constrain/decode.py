@@ -229,6 +229,18 @@ def _run(
         for t in step.token_ids[len(step.logprobs) :]:
             step.logprobs.append(TokenLogprob(t, 0.0, [(t, 0.0)] if top_k else []))
 
+    stopped_now = False
+
+    def release(step: Step) -> bool:
+        """Give a step its text; True when the output ends with it (stop string or constraint done)."""
+        step.text = detok.push(step.token_ids)
+        if detok.stopped or stopped_now:
+            if not detok.stopped:
+                step.text += detok.flush()
+            step.finish_reason = "stop"
+            return True
+        return False
+
     with torch.inference_mode():
         while True:
             stopped_now = matcher is not None and matcher.is_stopped()
@@ -238,11 +250,7 @@ def _run(
             if pending is not None and not (want_logprobs and params.raw_logprobs and pending.forced):
                 if want_logprobs:
                     zero_logprobs(pending)
-                pending.text = detok.push(pending.token_ids)
-                if detok.stopped or stopped_now:
-                    if not detok.stopped:
-                        pending.text += detok.flush()
-                    pending.finish_reason = "stop"
+                if release(pending):
                     yield pending
                     break
                 yield pending
@@ -271,11 +279,7 @@ def _run(
                 forced_ids = pending.token_ids[-pending.forced :]
                 for row, t in zip(logits_all[:-1], forced_ids, strict=True):
                     pending.logprobs.append(_top(torch.log_softmax(row, -1), t, top_k))
-                pending.text = detok.push(pending.token_ids)
-                if detok.stopped or stopped_now:
-                    if not detok.stopped:
-                        pending.text += detok.flush()
-                    pending.finish_reason = "stop"
+                if release(pending):
                     yield pending
                     break
                 yield pending
