@@ -56,6 +56,61 @@ def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> I
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
+_VOCABULARIES_2020 = ("core", "applicator", "unevaluated", "validation", "meta-data", "format-annotation", "content")
+
+
+def _single_document(node: Any) -> Any:
+    """The 2020-12 meta-schema's references, rewritten for one merged document."""
+    if isinstance(node, list):
+        return [_single_document(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "$dynamicRef" and value == "#meta":
+            out["$ref"] = "#"
+        elif key == "$ref" and isinstance(value, str) and "#/$defs/" in value:
+            out["$ref"] = "#/$defs/" + value.split("#/$defs/", 1)[1]
+        else:
+            out[key] = _single_document(value)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _flat_meta_schema_2020() -> dict[str, Any]:
+    """The 2020-12 meta-schema as one document with plain ``$ref``s.
+
+    Equivalent for the standard dialect (no vocabulary extends ``#meta``), and about 10x
+    faster to validate against than the seven linked vocabulary documents with ``$dynamicRef``.
+    """
+    from jsonschema_specifications import REGISTRY
+
+    meta = jsonschema.Draft202012Validator.META_SCHEMA
+    properties: dict[str, Any] = {}
+    defs: dict[str, Any] = {}
+    for name in _VOCABULARIES_2020:
+        vocabulary = _single_document(REGISTRY.contents(f"https://json-schema.org/draft/2020-12/meta/{name}"))
+        for key, value in vocabulary.get("properties", {}).items():
+            properties[key] = {"allOf": [properties[key], value]} if key in properties else value
+        defs.update(vocabulary.get("$defs", {}))
+    for key, value in _single_document(meta["properties"]).items():
+        properties[key] = {"allOf": [properties[key], value]} if key in properties else value
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": ["object", "boolean"],
+        "properties": properties,
+        "$defs": defs,
+    }
+
+
+@lru_cache(maxsize=16)
+def _meta_validator(cls: type) -> Any:
+    if cls is jsonschema.Draft202012Validator:
+        return jsonschema.Draft202012Validator(_flat_meta_schema_2020(), format_checker=_format_checker(cls))
+    meta_cls = jsonschema.validators.validator_for(cls.META_SCHEMA, default=cls)
+    return meta_cls(cls.META_SCHEMA, format_checker=_format_checker(cls))
+
+
 def _format_checker(cls: type) -> jsonschema.FormatChecker:
     checker = jsonschema.FormatChecker()
     checker.checkers = dict(cls.FORMAT_CHECKER.checkers)
@@ -80,8 +135,9 @@ def check_schema(schema: Any, *, param: str = "schema") -> Any:
         if not isinstance(schema.get("$schema", ""), str):
             raise InvalidSchemaError(f"`{param}.$schema` must be a string", param=f"{param}.$schema")
         try:
-            cls = _validator_class(schema)
-            cls.check_schema(schema, format_checker=_format_checker(cls))
+            error = jsonschema.exceptions.best_match(_meta_validator(_validator_class(schema)).iter_errors(schema))
+            if error is not None:
+                raise SchemaError.create_from(error)
         except SchemaError as exc:
             where = pointer(exc.path)
             raise InvalidSchemaError(
