@@ -28,6 +28,12 @@ def test_conversion_is_cached_and_reused(tmp_path, monkeypatch):
     _, second, _ = loading.load_weights(None)
     assert not converted  # read from the cache, no second conversion
     assert first.config.vocab_size == second.config.vocab_size == len(tokenizer)
+    # A GGUF given by path shares that cache; a local Hugging Face folder loads as it is.
+    name, _, _ = loading.load_weights(str(loading.embedded_gguf_path()))
+    assert not converted and name == loading.embedded_gguf_path().stem
+    folder = next((tmp_path / "models").glob("*/config.json")).parent
+    name, third, _ = loading.load_weights(folder)
+    assert name == folder.name and third.config.vocab_size == first.config.vocab_size
 
 
 @pytest.mark.parametrize("model", ["/no/such/path", __file__])
