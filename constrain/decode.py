@@ -241,6 +241,13 @@ def _run(
             return True
         return False
 
+    def out_of_budget() -> bool:
+        return generated >= max_tokens or (should_stop is not None and should_stop())
+
+    def ending(reason: FinishReason) -> Step:
+        """The last, token-less step: the text held back so far, and why generation ended."""
+        return Step(token_ids=[], text=detok.flush(), finish_reason=reason)
+
     with torch.inference_mode():
         while True:
             stopped_now = matcher is not None and matcher.is_stopped()
@@ -255,11 +262,11 @@ def _run(
                     break
                 yield pending
                 pending = None
-                if generated >= max_tokens or (should_stop is not None and should_stop()):
-                    yield Step(token_ids=[], text=detok.flush(), finish_reason="length")
+                if out_of_budget():
+                    yield ending("length")
                     break
             elif pending is None and stopped_now:
-                yield Step(token_ids=[], text=detok.flush(), finish_reason="stop")
+                yield ending("stop")
                 break
 
             mask_job = None
@@ -285,8 +292,8 @@ def _run(
                 yield pending
                 pending = None
 
-            if generated >= max_tokens or (should_stop is not None and should_stop()):
-                yield Step(token_ids=[], text=detok.flush(), finish_reason="length")
+            if out_of_budget():
+                yield ending("length")
                 break
 
             logits = logits_all[-1]
@@ -311,7 +318,7 @@ def _run(
             if token in eos_token_ids or (matcher is None and token == compiled.engine.eos_token_id):
                 if matcher is not None and not matcher.is_accepting():
                     raise GenerationError("the model ended the output before the constraint was complete")
-                yield Step(token_ids=[], text=detok.flush(), finish_reason="stop")
+                yield ending("stop")
                 break
 
             step = Step(token_ids=[token], text="")

@@ -22,9 +22,10 @@ from constrain.loading import load_weights
 from constrain.output import ContentParser, OutputParser
 from constrain.prompt import message_dicts, render
 from constrain.requests import parse_request
-from constrain.response import build_completion
+from constrain.response import ResponseInfo, build_completion
 from constrain.sampling import SamplingParams
 from constrain.stream import build_chunks
+from constrain.tools import plan_tools
 from constrain.types import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 
 LogprobsMode = Literal["sampled", "raw"]
@@ -104,14 +105,9 @@ class Model:
 
     def plan(self, request: ChatCompletionRequest) -> Plan:
         """Prompt, constraint and output parser for a request."""
-        if request.tools is not None or request.tool_choice is not None or any(
-            m.tool_calls or m.role == "tool" for m in request.messages
-        ):
-            from constrain.tools import plan_tools
-
-            tool_plan = plan_tools(self, request)
-            if tool_plan is not None:
-                return tool_plan
+        tool_plan = plan_tools(self, request)  # None without tools or tool history
+        if tool_plan is not None:
+            return tool_plan
         compiled = self.compile(request.response_format)
         prompt = render(self.tokenizer, message_dicts(request.messages))
         return Plan(prompt=prompt, compiled=compiled, parser=ContentParser())
@@ -182,7 +178,7 @@ class Model:
         request, plan, prompt_ids, params, max_tokens = self._prepare(fields)
         stats = DecodeStats()
         steps = self._steps(plan, prompt_ids, params, max_tokens, request, stats, should_stop)
-        common = dict(
+        info = ResponseInfo(
             tokenizer=self.tokenizer,
             model_name=request.model or self.name,
             fingerprint=self.system_fingerprint,
@@ -190,8 +186,8 @@ class Model:
         )
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            return build_chunks(steps, plan.parser, stats, include_usage=include_usage, **common)  # type: ignore[arg-type]
-        return build_completion(steps, plan.parser, stats, **common)  # type: ignore[arg-type]
+            return build_chunks(steps, plan.parser, stats, info, include_usage=include_usage)
+        return build_completion(steps, plan.parser, stats, info)
 
     async def chat_completion_async(
         self, messages: list[Any] | None = None, **fields: Any

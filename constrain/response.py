@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from constrain.decode import DecodeStats, Step
 from constrain.decode import TokenLogprob as StepLogprob
 from constrain.output import OutputParser
 from constrain.types import ChatCompletion, Choice, ChoiceLogprobs, TokenLogprob, TopLogprob, Usage
+
+
+@dataclass(frozen=True)
+class ResponseInfo:
+    """What every response of one request carries besides the generated text."""
+
+    tokenizer: Any
+    model_name: str
+    fingerprint: str
+    logprobs: bool
 
 
 def token_text(tokenizer: Any, token_id: int) -> tuple[str, list[int] | None]:
@@ -41,11 +52,7 @@ def build_completion(
     steps: Iterable[Step],
     parser: OutputParser,
     stats: DecodeStats,
-    *,
-    tokenizer: Any,
-    model_name: str,
-    fingerprint: str,
-    logprobs: bool,
+    info: ResponseInfo,
 ) -> ChatCompletion:
     text_parts: list[str] = []
     entries: list[StepLogprob] = []
@@ -57,13 +64,13 @@ def build_completion(
             finish = step.finish_reason
     message, finish_reason, _ = parser.finish("".join(text_parts), finish)  # type: ignore[arg-type]
     return ChatCompletion(
-        model=model_name,
-        system_fingerprint=fingerprint,
+        model=info.model_name,
+        system_fingerprint=info.fingerprint,
         choices=[
             Choice(
                 message=message,
                 finish_reason=finish_reason,
-                logprobs=ChoiceLogprobs(content=logprob_entries(tokenizer, entries)) if logprobs else None,
+                logprobs=ChoiceLogprobs(content=logprob_entries(info.tokenizer, entries)) if info.logprobs else None,
             )
         ],
         usage=usage_of(stats),

@@ -13,7 +13,7 @@ from typing import Any
 
 from constrain.decode import DecodeStats, Step
 from constrain.output import OutputParser
-from constrain.response import logprob_entries, usage_of
+from constrain.response import ResponseInfo, logprob_entries, usage_of
 from constrain.types import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, new_completion_id
 
 
@@ -21,11 +21,8 @@ def build_chunks(
     steps: Iterable[Step],
     parser: OutputParser,
     stats: DecodeStats,
+    info: ResponseInfo,
     *,
-    tokenizer: Any,
-    model_name: str,
-    fingerprint: str,
-    logprobs: bool,
     include_usage: bool,
 ) -> Iterator[ChatCompletionChunk]:
     ident, created = new_completion_id(), int(time.time())
@@ -34,13 +31,13 @@ def build_chunks(
         return ChatCompletionChunk(
             id=ident,
             created=created,
-            model=model_name,
-            system_fingerprint=fingerprint,
+            model=info.model_name,
+            system_fingerprint=info.fingerprint,
             choices=[
                 ChunkChoice(
                     delta=delta,
                     finish_reason=finish,
-                    logprobs=ChoiceLogprobs(content=logprob_entries(tokenizer, entries)) if entries else None,
+                    logprobs=ChoiceLogprobs(content=logprob_entries(info.tokenizer, entries)) if entries else None,
                 )
             ],
         )
@@ -51,11 +48,11 @@ def build_chunks(
     finish = "length"
     for step in steps:
         text_parts.append(step.text)
-        if logprobs:
+        if info.logprobs:
             held.extend(step.logprobs)
         deltas = parser.feed(step.text)
         for i, delta in enumerate(deltas):
-            yield chunk(delta, entries=held if (logprobs and i == 0 and held) else None)
+            yield chunk(delta, entries=held if (info.logprobs and i == 0 and held) else None)
             if i == 0:
                 held = []
         if step.finish_reason is not None:
@@ -68,8 +65,8 @@ def build_chunks(
         yield ChatCompletionChunk(
             id=ident,
             created=created,
-            model=model_name,
-            system_fingerprint=fingerprint,
+            model=info.model_name,
+            system_fingerprint=info.fingerprint,
             choices=[],
             usage=usage_of(stats),
         )

@@ -12,8 +12,7 @@ import json
 from typing import Any
 
 from constrain.compiler import Constraint, Whitespace, load_grammar
-from constrain.compiler.regex import to_engine_regex
-from constrain.schema import normalize
+from constrain.constraints import engine_grammar
 from constrain.tools.choice import ToolSetup
 
 OPEN = "<tool_call>"
@@ -61,12 +60,12 @@ def text_rules(text: Constraint, whitespace: Whitespace) -> list[str]:
     """The text branch: free text, or what ``response_format`` asks for."""
     if text.kind == "text":
         return ["text: TEXT", r"TEXT: /(.|\n)+/ & " + _NOT_CALLS]
-    if text.kind == "json":
-        schema = normalize(text.schema, close_objects=text.close_objects, param="response_format")
-        return ["text: " + _json_rule(schema, whitespace)]
-    if text.kind == "regex":
-        return ["text: TEXT", "TEXT: " + _regex_literal(to_engine_regex(text.source)) + " & " + _NOT_CALLS]
-    return ["text: %lark {", text.source, "}"]
+    grammar = engine_grammar(text)  # the same normaliser / regex translation as without tools
+    if grammar.kind == "json_schema":
+        return ["text: " + _json_rule(grammar.source, whitespace)]
+    if grammar.kind == "regex":
+        return ["text: TEXT", "TEXT: " + _regex_literal(grammar.source) + " & " + _NOT_CALLS]
+    return ["text: %lark {", grammar.source, "}"]
 
 
 def build_grammar(setup: ToolSetup, text: Constraint, whitespace: Whitespace = "compact") -> str:
