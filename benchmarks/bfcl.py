@@ -1,7 +1,8 @@
 """BFCL (Berkeley Function Calling Leaderboard) through ``model.chat_completion`` on the embedded model.
 
 Per category and mode: the rate of outputs that are parseable calls with schema-valid
-arguments, BFCL's own AST accuracy (``bfcl_eval``'s ``ast_checker``), the rate of
+arguments (complete calls the budget closer had to steer shut, finish_reason "length", are
+counted, and shown in their own column), BFCL's own AST accuracy (``bfcl_eval``'s ``ast_checker``), the rate of
 arguments with undeclared keys, and for "auto" how often the model answered in text.
 "unconstrained" is the same model with the same prompt (the tools block of "required",
 or of "auto" on irrelevance) and no grammar, its calls parsed best-effort.
@@ -237,8 +238,9 @@ def run_item(model: Any, item: dict, answer: dict | None, category: str, mode: s
 
 
 def summarize(records: list[dict]) -> str:
-    rows = ["| category | mode | n | parseable + schema-valid | AST accuracy | undeclared keys | text answers | errors | mean tokens | mean s |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| category | mode | n | parseable + schema-valid | closed by budget | AST accuracy | undeclared keys "
+            "| text answers | errors | mean tokens | mean s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:
         groups.setdefault((r["category"], r["mode"]), []).append(r)
@@ -250,6 +252,7 @@ def summarize(records: list[dict]) -> str:
         ok = [r for r in rs if not r.get("error")]
         rows.append(
             f"| {category} | {mode} | {len(rs)} | {pct([r['parsed'] and r['schema_valid'] for r in ok])} "
+            f"| {pct([r['finish_reason'] == 'length' and r['parsed'] and r['schema_valid'] for r in ok])} "
             f"| {pct([r['ast_ok'] for r in ok])} | {pct([r['undeclared_keys'] for r in ok])} "
             f"| {pct([r['text_answer'] for r in ok])} | {len(rs) - len(ok)} "
             f"| {sum(r['completion_tokens'] for r in ok) / max(1, len(ok)):.1f} "
@@ -264,9 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--limit", type=int, default=None, help="first N items per category")
     parser.add_argument("--offset", type=int, default=0, help="skip the first N items per category")
+    parser.add_argument("--ids", default=None,
+                        help="only these items: comma-separated ids, or @FILE with one id per line")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--open-objects", action="store_true",
                         help="tool schemas allow undeclared keys (additionalProperties: true); default closed")
+    parser.add_argument("--tool-call-bias", type=float, default=None,
+                        help="load(tool_call_bias=...); default: the model's (+3 for the embedded model)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--out", default=None, help="JSONL of per-item records")
     parser.add_argument("--summarize", nargs="*", default=None, help="only print the table of these JSONL files")
@@ -282,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = constrain.load()
+    model = constrain.load(tool_call_bias=args.tool_call_bias)
     out = open(args.out, "a", encoding="utf-8") if args.out else None  # noqa: SIM115
     records: list[dict] = []
     for category in args.categories.split(","):
@@ -292,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no BFCL data for {category}", file=sys.stderr)
             continue
         items = read_jsonl(path)[args.offset :]
+        if args.ids:
+            wanted = set(Path(args.ids[1:]).read_text().split() if args.ids.startswith("@") else args.ids.split(","))
+            items = [item for item in items if item["id"] in wanted]
         if args.limit is not None:
             items = items[: args.limit]
         answers_path = data_file(stem, answers=True)
@@ -303,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 record = run_item(model, item, answers.get(item["id"]), category, mode, args.max_tokens,
                                   args.open_objects)
                 record["close_objects"] = not args.open_objects
+                record["tool_call_bias"] = model.tool_call_bias
                 records.append(record)
                 if out:
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -9,6 +9,10 @@ limits; a child that times out or dies is replaced.
     .venv/bin/python benchmarks/maskbench.py --data ../shared/data/maskbench.jsonl.gz \\
         --engines constrain,llguidance,xgrammar,outlines_core --limit 600 --seed 0
 
+``--key-order schema`` serialises each instance with its keys in the order the schema declares
+them (every engine writes declared properties in that order; see benchmarks/key_order.py for
+why MaskBench's instances often disagree with their schemas' order).
+
 Statuses: pass, compile_error, validation_error (a valid instance rejected),
 invalidation_error (an invalid instance fully accepted), timeout, crash, oom.
 """
@@ -556,6 +560,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-gb", type=float, default=4.0, help="address-space limit per worker")
     parser.add_argument("--filter", default="", help="only schemas whose name contains this")
     parser.add_argument("--out", default="", help="write the summary (and per-schema statuses) as JSON")
+    parser.add_argument("--key-order", choices=("as-written", "schema"), default="as-written",
+                        help="instances' object keys as the data has them, or in the order the schema "
+                             "declares them (benchmarks/key_order.py; the same for every engine)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -564,6 +571,12 @@ def main(argv: list[str] | None = None) -> int:
         records = [r for r in records if args.filter in r["name"]]
     if args.limit and args.limit < len(records):
         records = random.Random(args.seed).sample(records, args.limit)
+    if args.key_order == "schema":
+        from key_order import declared_order
+
+        for record in records:
+            for test in record.get("tests", []):
+                test["data"] = declared_order(record["schema"], test["data"])
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     available = []
     for engine in engines:

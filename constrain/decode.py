@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from constrain.budget import BudgetCloser
 from constrain.constraints import CompiledConstraint
 from constrain.errors import GenerationError
 from constrain.sampling import (
@@ -85,6 +86,8 @@ class Step:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: FinishReason | None = None
     forced: int = 0
+    # The output is complete, but only because the budget closer steered it shut (budget.py).
+    closed_by_budget: bool = False
 
 
 @dataclass
@@ -96,6 +99,7 @@ class DecodeStats:
     text: str = ""
     finish_reason: FinishReason | None = None
     stop_sequence_hit: bool = False
+    closed_by_budget: bool = False
 
 
 class _Detokenizer:
@@ -198,6 +202,8 @@ def _run(
     should_stop: Any,
     detok: _Detokenizer,
     stats: DecodeStats,
+    closer: BudgetCloser,
+    opening_bias: dict[int, float] | None,
 ) -> Iterator[Step]:
     device = next(model.parameters()).device
     matcher = compiled.matcher()
@@ -304,11 +310,15 @@ def _run(
                     for t in detok.ids:
                         counts[t] += 1
                 apply_penalties(logits, counts, params)
+            if opening_bias and generated == 0:
+                for t, value in opening_bias.items():
+                    logits[t] += value
             if matcher is not None:
                 check(True, "a mask request")
                 if not bitmask.any():
                     raise GenerationError("the constraint allows no token here (engine dead end)")
-                apply_token_bitmask_inplace(logits, bitmask_to_bool(bitmask, compiled.vocab_size, device))
+                allowed = bitmask_to_bool(bitmask, compiled.vocab_size, device)
+                apply_token_bitmask_inplace(logits, closer.narrow(allowed, detok.text, generated))
                 if not params.greedy and not torch.isfinite(logits).any():
                     raise GenerationError("the constraint allows no token here (engine dead end)")
             token, dist = sample(logits, params, generator, want_dist=want_logprobs and raw_logprobs is None)
@@ -353,18 +363,21 @@ def decode(
     eos_token_ids: set[int],
     stats: DecodeStats | None = None,
     should_stop: Any = None,
+    opening_bias: dict[int, float] | None = None,
 ) -> Iterator[Step]:
     """Generate one completion. The last Step has ``finish_reason`` set, and ``stats`` filled in.
 
     ``should_stop`` (a callable) lets a caller (a disconnected HTTP client) end generation early.
+    ``opening_bias`` is added to those tokens' logits for the first token only.
     """
     stats = stats if stats is not None else DecodeStats()
     stats.prompt_tokens = len(prompt_ids)
     detok = _Detokenizer(tokenizer, stop or [])
+    closer = BudgetCloser(tokenizer, compiled.vocab_size, eos_token_ids, max_tokens)
     steps = _run(
         model, tokenizer, prompt_ids, compiled, params,
         max_tokens=max_tokens, eos_token_ids=eos_token_ids, should_stop=should_stop,
-        detok=detok, stats=stats,
+        detok=detok, stats=stats, closer=closer, opening_bias=opening_bias,
     )
     for step in steps:
         stats.completion_tokens += len(step.token_ids)
@@ -372,4 +385,5 @@ def decode(
             stats.text = detok.text
             stats.finish_reason = step.finish_reason
             stats.stop_sequence_hit = detok.stopped
+            step.closed_by_budget = stats.closed_by_budget = closer.narrowed and step.finish_reason == "stop"
         yield step

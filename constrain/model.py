@@ -18,7 +18,7 @@ from constrain.compiler import Whitespace
 from constrain.constraints import CompiledConstraint, compile_constraint
 from constrain.decode import DecodeStats, decode
 from constrain.errors import InvalidRequestError
-from constrain.loading import load_weights
+from constrain.loading import EMBEDDED_TOOL_CALL_BIAS, load_weights
 from constrain.output import ContentParser, OutputParser
 from constrain.prompt import message_dicts, render
 from constrain.requests import parse_request
@@ -38,6 +38,8 @@ class Plan:
     prompt: str
     compiled: CompiledConstraint
     parser: OutputParser
+    # Added to these tokens' logits at the first sampled token (tool_choice "auto": opening a call).
+    opening_bias: dict[int, float] | None = None
 
 
 class Model:
@@ -56,8 +58,10 @@ class Model:
         whitespace: Whitespace = "compact",
         close_objects: bool = False,
         logprobs_mode: LogprobsMode = "sampled",
+        tool_call_bias: float = 0.0,
     ) -> None:
         self.name = name
+        self.tool_call_bias = tool_call_bias
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         self.engine = engine
@@ -160,6 +164,7 @@ class Model:
                 eos_token_ids=self.eos_token_ids,
                 stats=stats,
                 should_stop=should_stop,
+                opening_bias=plan.opening_bias,
             )
         if stats.finish_reason == "stop" and not stats.stop_sequence_hit and isinstance(plan.parser, ContentParser):
             plan.compiled.check_output(stats.text)
@@ -223,9 +228,12 @@ def load(
     whitespace: Whitespace = "compact",
     close_objects: bool = False,
     logprobs_mode: LogprobsMode = "sampled",
+    tool_call_bias: float | None = None,
 ) -> Model:
     """Load a model. ``None``: the embedded SmolLM2-135M-Instruct; else a local HF folder or a .gguf file.
 
+    ``tool_call_bias``: the default of the request field of that name (None: +3 for the
+    embedded model, which otherwise never opens a call under "auto"; 0 for others).
     The first load of a GGUF converts it (seconds, with a progress bar) and caches the result
     under ``CONSTRAIN_CACHE_DIR`` (default: the user cache dir); later loads read the cache.
     """
@@ -240,4 +248,7 @@ def load(
         whitespace=whitespace,
         close_objects=close_objects,
         logprobs_mode=logprobs_mode,
+        tool_call_bias=tool_call_bias if tool_call_bias is not None else (
+            EMBEDDED_TOOL_CALL_BIAS if model is None else 0.0
+        ),
     )

@@ -9,7 +9,15 @@ from typing import Any
 from constrain.decode import DecodeStats, Step
 from constrain.decode import TokenLogprob as StepLogprob
 from constrain.output import OutputParser
-from constrain.types import ChatCompletion, Choice, ChoiceLogprobs, TokenLogprob, TopLogprob, Usage
+from constrain.types import (
+    ChatCompletion,
+    Choice,
+    ChoiceLogprobs,
+    FinishReason,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,11 @@ def logprob_entries(tokenizer: Any, entries: list[StepLogprob]) -> list[TokenLog
     return out
 
 
+def reported_finish(finish_reason: FinishReason, closed_by_budget: bool) -> FinishReason:
+    """An output the budget closer had to steer shut is complete, but the budget ended it."""
+    return "length" if closed_by_budget else finish_reason
+
+
 def usage_of(stats: DecodeStats) -> Usage:
     return Usage(
         prompt_tokens=stats.prompt_tokens,
@@ -57,12 +70,15 @@ def build_completion(
     text_parts: list[str] = []
     entries: list[StepLogprob] = []
     finish = "length"
+    closed = False
     for step in steps:
         text_parts.append(step.text)
         entries.extend(step.logprobs)
         if step.finish_reason is not None:
             finish = step.finish_reason
+            closed = step.closed_by_budget
     message, finish_reason, _ = parser.finish("".join(text_parts), finish)  # type: ignore[arg-type]
+    finish_reason = reported_finish(finish_reason, closed)
     return ChatCompletion(
         model=info.model_name,
         system_fingerprint=info.fingerprint,

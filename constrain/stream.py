@@ -13,7 +13,7 @@ from typing import Any
 
 from constrain.decode import DecodeStats, Step
 from constrain.output import OutputParser
-from constrain.response import ResponseInfo, logprob_entries, usage_of
+from constrain.response import ResponseInfo, logprob_entries, reported_finish, usage_of
 from constrain.types import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, new_completion_id
 
 
@@ -46,6 +46,7 @@ def build_chunks(
     text_parts: list[str] = []
     held: list[Any] = []  # logprobs of tokens whose text is not shown yet
     finish = "length"
+    closed = False
     for step in steps:
         text_parts.append(step.text)
         if info.logprobs:
@@ -57,7 +58,9 @@ def build_chunks(
                 held = []
         if step.finish_reason is not None:
             finish = step.finish_reason
+            closed = step.closed_by_budget
     _, finish_reason, rest = parser.finish("".join(text_parts), finish)  # type: ignore[arg-type]
+    finish_reason = reported_finish(finish_reason, closed)
     for delta in rest:
         yield chunk(delta)
     yield chunk(Delta(), finish=finish_reason, entries=held if held else None)

@@ -144,6 +144,9 @@ class ChatCompletionRequest(_Wire):
     tool_choice: str | dict[str, Any] | None = None
     tool_prompt: str | None = None
     parallel_tool_calls: bool | None = None
+    # Extension: under tool_choice "auto", added to the logit of opening a call at the start of
+    # the answer (the text-or-calls decision, in the same pass). None: the model's default.
+    tool_call_bias: float | None = Field(default=None, ge=-20.0, le=20.0)
     n: int | None = Field(default=None, ge=1, le=1)
     logit_bias: Any = None
     user: str | None = None

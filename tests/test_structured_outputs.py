@@ -138,18 +138,37 @@ def test_shipped_grammar_constrains_output(model):
         assert re.fullmatch(r"[-0-9+*/() ]+", text), text
 
 
-def test_max_tokens_gives_length_and_partial_text(model):
-    schema = {"type": "object", "properties": {"story": {"type": "string"}}, "required": ["story"]}
-    out = model.chat_completion(
+STORY = {"type": "object", "properties": {"story": {"type": "string"}, "stars": {"type": "integer"}},
+         "required": ["story", "stars"], "additionalProperties": False}
+
+
+def _story(model, max_tokens, **fields):
+    return model.chat_completion(
         [{"role": "user", "content": "Tell a long story in JSON."}],
-        response_format={"type": "json", "value": schema},
-        max_tokens=8,
-        temperature=0,
+        response_format={"type": "json", "value": STORY}, max_tokens=max_tokens, temperature=0, **fields,
     )
+
+
+def test_max_tokens_closes_the_json_it_would_cut(model):
+    """Near the budget the closer ends the string and the object: "length", yet valid JSON."""
+    out = _story(model, 24)
     choice = out.choices[0]
-    assert choice.finish_reason == "length"
-    assert choice.message.content.startswith('{"story":"')
-    assert out.usage.completion_tokens == 8
+    assert choice.finish_reason == "length" and out.usage.completion_tokens <= 24
+    value = json.loads(choice.message.content)
+    jsonschema.validate(value, STORY)
+    assert value["story"]  # the model wrote some of its story before closing
+    chunks = list(_story(model, 24, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == choice.message.content
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+
+
+def test_max_tokens_too_small_to_close_gives_partial_text(model):
+    out = _story(model, 3)
+    choice = out.choices[0]
+    assert choice.finish_reason == "length" and out.usage.completion_tokens == 3
+    assert choice.message.content.startswith('{"')
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(choice.message.content)
 
 
 def test_compact_json_by_default_and_pretty_on_request(model):

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from constrain.errors import InvalidSchemaError, ToolChoiceError, UnsupportedSchemaError
+from constrain.errors import InvalidRequestError, InvalidSchemaError, ToolChoiceError, UnsupportedSchemaError
 from constrain.requests import parse_request
 from constrain.tools import build_grammar, format_calls, parse_tool_choice, resolve
 
@@ -67,6 +67,8 @@ def _stream(model, **fields):
     chunks = list(_ask(model, stream=True, **fields))
     for chunk in chunks:
         state.handle_chunk(ChatCompletionChunk.model_validate(chunk.model_dump()))
+    if chunks[-1].choices and chunks[-1].choices[0].finish_reason == "length":
+        return chunks, state.current_completion_snapshot  # the SDK's final view raises on "length"
     return chunks, state.get_final_completion()
 
 
@@ -128,6 +130,7 @@ def test_tool_choice_dialects(choice, expected):
         ({"tools": [{"type": "function", "function": {
             "name": "f", "parameters": {"type": "object", "properties": {"x": {"$dynamicRef": "#a"}}}}}]},
          UnsupportedSchemaError, "tools.0.function.parameters.properties.x"),
+        ({"tools": TOOLS, "tool_call_bias": 50}, InvalidRequestError, "tool_call_bias"),
     ],
 )
 def test_bad_tool_requests_name_the_field(model, fields, error, param):
@@ -297,6 +300,7 @@ def test_multi_turn_with_a_tool_result(model):
 
 
 def test_truncated_call_reports_length(model):
+    """A budget too small even to close the call: cut, with the partial call and "length"."""
     head = format_calls([("get_weather", "{")]).removesuffix("}]</tool_call>")
     limit = len(model.tokenizer.encode(head, add_special_tokens=False)) + 2  # the head, then 2 tokens
     out = _ask(model, tools=TOOLS, tool_choice="get_weather", max_tokens=limit)
@@ -305,3 +309,43 @@ def test_truncated_call_reports_length(model):
     assert choice.message.tool_calls and choice.message.tool_calls[0].function.name == "get_weather"
     with pytest.raises(json.JSONDecodeError):
         json.loads(choice.message.tool_calls[0].function.arguments)
+
+
+WRITE = {
+    "type": "function",
+    "function": {
+        "name": "write_poem",
+        "description": "Store a poem",
+        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+    },
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_budget_closes_a_call_that_would_be_cut(model, stream):
+    """Out of tokens inside the arguments: the closer ends the string and the call, so it parses."""
+    fields = {"messages": [{"role": "user", "content": "Write a very long poem about the sea."}],
+              "tools": [WRITE], "tool_choice": "required", "max_tokens": 40}
+    if stream:
+        chunks, final = _stream(model, **fields)
+        _check_stream_shape(chunks)
+        choice = final.choices[0]
+    else:
+        choice = _ask(model, **fields).choices[0]
+    assert choice.finish_reason == "length"  # the budget ended it ...
+    calls = _calls(choice.message)  # ... but every call is complete and valid
+    assert calls and all(name == "write_poem" and isinstance(args["text"], str) for name, args in calls)
+
+
+@pytest.mark.parametrize(("bias", "calls"), [(20.0, True), (-20.0, False)])
+def test_tool_call_bias_decides_auto(model, bias, calls):
+    out = _ask(model, tools=TOOLS, tool_choice="auto", tool_call_bias=bias, max_tokens=40)
+    message = out.choices[0].message
+    assert bool(message.tool_calls) is calls and (message.content is None) is calls
+
+
+def test_embedded_model_calls_under_auto_by_default(model):
+    """Without the embedded model's default bias (+3) SmolLM2-135M answers this in text."""
+    assert model.tool_call_bias == 3.0
+    assert _ask(model, tools=TOOLS, max_tokens=40).choices[0].message.tool_calls
+    assert not _ask(model, tools=TOOLS, max_tokens=40, tool_call_bias=0.0).choices[0].message.tool_calls

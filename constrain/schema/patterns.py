@@ -82,7 +82,7 @@ def escape_char(cp: int, *, in_class: bool = False) -> str:
 def class_text(ranges: list[tuple[int, int]], props: tuple[str, ...] = (), negated: bool = False) -> str | None:
     """A bracket expression for ``ranges`` (plus ``\\p{..}`` items); None when it matches nothing."""
     if not props:
-        ranges = complement(ranges) if negated else normalize_ranges(ranges)
+        ranges = _escape_safe(complement(ranges) if negated else normalize_ranges(ranges))
         negated = False
         if not ranges:
             return None
@@ -95,6 +95,21 @@ def class_text(ranges: list[tuple[int, int]], props: tuple[str, ...] = (), negat
         for lo, hi in ranges
     )
     return "[" + ("^" if negated else "") + body + "".join(props) + "]"
+
+
+def _escape_safe(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Work around an engine bug: a class holding all of U+0000-U+001F admits every JSON escape.
+
+    llguidance (1.9) then lets ``\\\\`` and ``\\"`` through even when the class excludes the
+    backslash or the quote, so ``[^\\\\]`` would accept a backslash: unsound. Leaving U+0000 out of
+    such a class avoids it; the price is that a string holding a NUL character is refused.
+    """
+    def covers(cp: int) -> bool:
+        return any(lo <= cp <= hi for lo, hi in ranges)
+
+    if ranges and ranges[0][0] == 0 and ranges[0][1] >= 0x1F and not (covers(0x22) and covers(0x5C)):
+        return normalize_ranges([(1, ranges[0][1]), *ranges[1:]])
+    return ranges
 
 
 # --- the ECMA-262 syntax tree -------------------------------------------------------------

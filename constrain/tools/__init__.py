@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from constrain.errors import ConstrainError, InvalidRequestError
 from constrain.output import ContentParser
 from constrain.tools.choice import ToolSetup, ToolSpec, parse_tool_choice, resolve
-from constrain.tools.grammar import build_grammar, format_calls
+from constrain.tools.grammar import build_grammar, format_calls, opening_tokens
 from constrain.tools.parser import ToolCallParser
 from constrain.tools.prompt import DEFAULT_TOOL_PROMPT, render_with_tools, tools_text
 from constrain.types import ChatCompletionRequest
@@ -67,7 +67,10 @@ def plan_tools(model: Model, request: ChatCompletionRequest) -> Plan | None:
         raise _blame_tool(model, setup) from None
     # A stop string may cut a text answer short: such a prefix is not validated (README, `stop`).
     check = text.check_output if not (text.is_unconstrained or request.stop) else None
-    return Plan(prompt=prompt, compiled=compiled, parser=ToolCallParser(setup, check_text=check))
+    bias = request.tool_call_bias if request.tool_call_bias is not None else model.tool_call_bias
+    opening = {t: bias for t in opening_tokens(model.tokenizer)} if setup.mode == "auto" and bias else None
+    return Plan(prompt=prompt, compiled=compiled, parser=ToolCallParser(setup, check_text=check),
+                opening_bias=opening)
 
 
 def _blame_tool(model: Model, setup: ToolSetup) -> ConstrainError:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from constrain.errors import GenerationError
+from constrain.nesting import Nesting
 from constrain.schema import validate_instance
 from constrain.tools.choice import ToolSetup
 from constrain.tools.grammar import CLOSE, OPEN
@@ -56,9 +57,7 @@ class ToolCallParser:
         self.pos = 0
         self.state = "start"  # start -> content | open -> head -> args -> after -> ... -> done
         self.calls: list[_Call] = []
-        self.depth = 0
-        self.in_string = False
-        self.escaped = False
+        self.nesting = Nesting()
 
     # ------------------------------------------------------------------ incremental
 
@@ -93,7 +92,7 @@ class ToolCallParser:
                 call = _Call(id=new_call_id(), name=found.group(1))
                 self.calls.append(call)
                 self.state, self.pos = "args", self.pos + found.end()
-                self.depth, self.in_string, self.escaped = 0, False, False
+                self.nesting = Nesting()
                 out.append(_tool_delta(len(self.calls) - 1, call, header=True))
         elif self.state == "args":
             self._scan_arguments(rest, out)
@@ -109,24 +108,7 @@ class ToolCallParser:
 
     def _scan_arguments(self, rest: str, out: list[Delta]) -> None:
         call = self.calls[-1]
-        end = None
-        for i, ch in enumerate(rest):
-            if self.in_string:
-                if self.escaped:
-                    self.escaped = False
-                elif ch == "\\":
-                    self.escaped = True
-                elif ch == '"':
-                    self.in_string = False
-            elif ch == '"':
-                self.in_string = True
-            elif ch in "{[":
-                self.depth += 1
-            elif ch in "}]":
-                self.depth -= 1
-                if self.depth == 0:
-                    end = i + 1
-                    break
+        end = self.nesting.feed(rest, stop_at_zero=True)
         piece = rest if end is None else rest[:end]
         if piece:
             call.arguments += piece

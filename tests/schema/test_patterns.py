@@ -73,6 +73,10 @@ NOT_SPACES = ["\x01", "\x1c", "\x85", "\u200b", "–", "a"]
         (r"^(?<year>\d{4})-(?:\d\d)$", ["2024-01"], ["24-01"]),
         (r"\p{Letter}cole", ["l'école", "l'ecole"], ["L'ÉCOLE", "1cole"]),
         (r"^\P{Lu}+$", ["abc", "é"], ["aBc"]),
+        # The engine admits any escape in a class holding every control character (patterns.py).
+        (r"^[^\\]+$", ["ab", 'a"b', "a\x01b", "a\nb"], ["a\\b", "\\"]),
+        (r'^[^"]+$', ["ab", "a\\b", "a\tb"], ['a"b', '"']),
+        (r'^[^"\\]*$', ["", "a\nb"], ['"', "\\", 'a\\"']),
     ],
 )
 def test_pattern_has_ecma_meaning(tokenizer, pattern: str, valid: list, invalid: list) -> None:

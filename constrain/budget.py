@@ -1,0 +1,86 @@
+"""Closing an open structure before ``max_tokens`` runs out, so a cut output still parses.
+
+Without this, a constrained output that meets its token budget inside a string or object is
+cut mid-structure: unparseable JSON, or a tool call with half its arguments. Small models that
+start repeating themselves inside a string hit this often. So, once the tokens left are about
+as many as closing the open structure needs, the mask is narrowed to the tokens that only close
+(a ``"`` ending the open string, ``]``, ``}``) or end the sequence, whenever the constraint
+allows one.
+The constraint still decides what is allowed, so the output stays valid; where it needs more
+(a required key, ``minItems``), the model goes on unhindered. Such an answer reports
+``finish_reason: "length"``: the budget ended it, even though it is complete.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import torch
+
+from constrain.nesting import Nesting
+
+BRACKETS = frozenset("]}")
+# Tokens kept in hand besides one per open bracket: a closing wrapper (``</tool_call>``) and a
+# required key or two that the constraint may still demand.
+MARGIN = 10
+
+_closer_masks: weakref.WeakKeyDictionary[Any, tuple[torch.Tensor, torch.Tensor]] = weakref.WeakKeyDictionary()
+
+
+def closer_masks(tokenizer: Any, vocab_size: int, eos_token_ids: set[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bool vectors over the vocabulary: the tokens that close (in a string, outside one).
+
+    In a string a closer is ``"`` followed by nothing but brackets; outside, brackets alone.
+    End-of-sequence is a closer in both. Anything else could open something new.
+    """
+    cached = _closer_masks.get(tokenizer)
+    if cached is None or cached[0].numel() != vocab_size:
+        n = min(vocab_size, len(tokenizer))
+        texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False,
+                                       clean_up_tokenization_spaces=False)
+        in_string = torch.zeros(vocab_size, dtype=torch.bool)
+        outside = torch.zeros(vocab_size, dtype=torch.bool)
+        for i, text in enumerate(texts):
+            if text and set(text) <= BRACKETS:
+                outside[i] = True
+            elif text.startswith('"') and set(text[1:]) <= BRACKETS:
+                in_string[i] = True
+        for t in eos_token_ids:
+            if t < vocab_size:
+                in_string[t] = outside[t] = True
+        cached = (in_string, outside)
+        _closer_masks[tokenizer] = cached
+    return cached
+
+
+class BudgetCloser:
+    """Per sequence: narrows the allowed tokens to closers when the budget is nearly spent."""
+
+    def __init__(self, tokenizer: Any, vocab_size: int, eos_token_ids: set[int], max_tokens: int) -> None:
+        self.tokenizer = tokenizer
+        self.vocab_size = vocab_size
+        self.eos_token_ids = eos_token_ids
+        self.max_tokens = max_tokens
+        self.nesting = Nesting()
+        self.closers: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.closing = False  # once started, closing goes on: a closed bracket must not reopen room
+        self.narrowed = False  # True once a token the constraint allowed was held back
+
+    def narrow(self, allowed: torch.Tensor, text: str, generated: int) -> torch.Tensor:
+        """``allowed`` (bool, on the CPU or the device), narrowed when it is time to close."""
+        self.nesting.update(text)
+        if not self.closing:
+            left = self.max_tokens - generated
+            if not self.nesting.open or left > self.nesting.open + MARGIN:
+                return allowed
+            self.closing = True
+        if self.closers is None:
+            self.closers = closer_masks(self.tokenizer, self.vocab_size, self.eos_token_ids)
+        closers = self.closers[0 if self.nesting.in_string else 1].to(allowed.device)
+        narrowed = allowed & closers[: allowed.numel()]
+        if not narrowed.any():
+            return allowed
+        if not torch.equal(narrowed, allowed):
+            self.narrowed = True
+        return narrowed
