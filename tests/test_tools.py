@@ -347,5 +347,7 @@ def test_tool_call_bias_decides_auto(model, bias, calls):
 def test_embedded_model_calls_under_auto_by_default(model):
     """Without the embedded model's default bias (+3) SmolLM2-135M answers this in text."""
     assert model.tool_call_bias == 3.0
-    assert _ask(model, tools=TOOLS, max_tokens=40).choices[0].message.tool_calls
-    assert not _ask(model, tools=TOOLS, max_tokens=40, tool_call_bias=0.0).choices[0].message.tool_calls
+    messages = [{"role": "user", "content": "Add 2 and 40."}]
+    assert _ask(model, messages=messages, tools=TOOLS, max_tokens=40).choices[0].message.tool_calls
+    assert not _ask(model, messages=messages, tools=TOOLS, max_tokens=40,
+                    tool_call_bias=0.0).choices[0].message.tool_calls
