@@ -5,7 +5,7 @@ cut mid-structure: unparseable JSON, or a tool call with half its arguments. Sma
 start repeating themselves inside a string hit this often. So, once the tokens left are about
 as many as closing the open structure needs, the mask is narrowed to the tokens that only close
 (a ``"`` ending the open string, ``]``, ``}``) or end the sequence, whenever the constraint
-allows one.
+allows one, else to a comma (on to a key the constraint still requires).
 The constraint still decides what is allowed, so the output stays valid; where it needs more
 (a required key, ``minItems``), the model goes on unhindered. Such an answer reports
 ``finish_reason: "length"``: the budget ended it, even though it is complete.
@@ -23,16 +23,17 @@ from constrain.nesting import Nesting
 BRACKETS = frozenset("]}")
 # Tokens kept in hand besides one per open bracket: a closing wrapper (``</tool_call>``) and a
 # required key or two that the constraint may still demand.
-MARGIN = 10
+MARGIN = 16
 
-_closer_masks: weakref.WeakKeyDictionary[Any, tuple[torch.Tensor, torch.Tensor]] = weakref.WeakKeyDictionary()
+_closer_masks: weakref.WeakKeyDictionary[Any, tuple[torch.Tensor, ...]] = weakref.WeakKeyDictionary()
 
 
-def closer_masks(tokenizer: Any, vocab_size: int, eos_token_ids: set[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bool vectors over the vocabulary: the tokens that close (in a string, outside one).
+def closer_masks(tokenizer: Any, vocab_size: int, eos_token_ids: set[int]) -> tuple[torch.Tensor, ...]:
+    """Bool vectors over the vocabulary: the tokens that close (in a string, outside one), and commas.
 
     In a string a closer is ``"`` followed by nothing but brackets; outside, brackets alone.
-    End-of-sequence is a closer in both. Anything else could open something new.
+    End-of-sequence is a closer in both. Anything else could open something new. A comma is the
+    way on when nothing may close yet (an object still missing a required key after a long number).
     """
     cached = _closer_masks.get(tokenizer)
     if cached is None or cached[0].numel() != vocab_size:
@@ -41,15 +42,18 @@ def closer_masks(tokenizer: Any, vocab_size: int, eos_token_ids: set[int]) -> tu
                                        clean_up_tokenization_spaces=False)
         in_string = torch.zeros(vocab_size, dtype=torch.bool)
         outside = torch.zeros(vocab_size, dtype=torch.bool)
+        commas = torch.zeros(vocab_size, dtype=torch.bool)
         for i, text in enumerate(texts):
             if text and set(text) <= BRACKETS:
                 outside[i] = True
             elif text.startswith('"') and set(text[1:]) <= BRACKETS:
                 in_string[i] = True
+            elif text == ",":
+                commas[i] = True
         for t in eos_token_ids:
             if t < vocab_size:
                 in_string[t] = outside[t] = True
-        cached = (in_string, outside)
+        cached = (in_string, outside, commas)
         _closer_masks[tokenizer] = cached
     return cached
 
@@ -63,7 +67,7 @@ class BudgetCloser:
         self.eos_token_ids = eos_token_ids
         self.max_tokens = max_tokens
         self.nesting = Nesting()
-        self.closers: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.closers: tuple[torch.Tensor, ...] | None = None
         self.closing = False  # once started, closing goes on: a closed bracket must not reopen room
         self.narrowed = False  # True once a token the constraint allowed was held back
 
@@ -79,6 +83,8 @@ class BudgetCloser:
             self.closers = closer_masks(self.tokenizer, self.vocab_size, self.eos_token_ids)
         closers = self.closers[0 if self.nesting.in_string else 1].to(allowed.device)
         narrowed = allowed & closers[: allowed.numel()]
+        if not narrowed.any() and not self.nesting.in_string:
+            narrowed = allowed & self.closers[2].to(allowed.device)[: allowed.numel()]
         if not narrowed.any():
             return allowed
         if not torch.equal(narrowed, allowed):

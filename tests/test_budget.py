@@ -20,7 +20,8 @@ def test_nesting_follows_strings_escapes_and_brackets():
 
 def test_closers_in_and_out_of_strings(tokenizer):
     eos = {tokenizer.eos_token_id}
-    in_string, outside = closer_masks(tokenizer, len(tokenizer), eos)
+    in_string, outside, commas = closer_masks(tokenizer, len(tokenizer), eos)
+    assert {texts_ for texts_ in (tokenizer.decode([i]) for i in commas.nonzero().flatten().tolist())} == {","}
     texts = {i: tokenizer.decode([i]) for i in range(len(tokenizer))}
     assert in_string[tokenizer.eos_token_id] and outside[tokenizer.eos_token_id]
     assert {texts[i] for i in outside.nonzero().flatten().tolist() if i not in eos} >= {"]", "}"}
