@@ -23,7 +23,7 @@ from constrain.nesting import Nesting
 BRACKETS = frozenset("]}")
 # Tokens kept in hand besides one per open bracket: a closing wrapper (``</tool_call>``) and a
 # required key or two that the constraint may still demand.
-MARGIN = 16
+MARGIN = 12
 
 _closer_masks: weakref.WeakKeyDictionary[Any, tuple[torch.Tensor, ...]] = weakref.WeakKeyDictionary()
 
@@ -69,10 +69,15 @@ class BudgetCloser:
         self.nesting = Nesting()
         self.closers: tuple[torch.Tensor, ...] | None = None
         self.closing = False  # once started, closing goes on: a closed bracket must not reopen room
-        self.narrowed = False  # True once a token the constraint allowed was held back
+        self.narrowed = False  # True once the model's first choice was held back
 
-    def narrow(self, allowed: torch.Tensor, text: str, generated: int) -> torch.Tensor:
-        """``allowed`` (bool, on the CPU or the device), narrowed when it is time to close."""
+    def narrow(self, allowed: torch.Tensor, text: str, generated: int,
+               logits: torch.Tensor | None = None) -> torch.Tensor:
+        """``allowed`` (bool, on the CPU or the device), narrowed when it is time to close.
+
+        ``logits`` (before the mask) tell whether the narrowing overrode the model's first choice;
+        only then is the output reported as ended by the budget.
+        """
         self.nesting.update(text)
         if not self.closing:
             left = self.max_tokens - generated
@@ -87,6 +92,10 @@ class BudgetCloser:
             narrowed = allowed & self.closers[2].to(allowed.device)[: allowed.numel()]
         if not narrowed.any():
             return allowed
-        if not torch.equal(narrowed, allowed):
-            self.narrowed = True
+        if logits is None:
+            self.narrowed = self.narrowed or not torch.equal(narrowed, allowed)
+        else:
+            n = allowed.numel()
+            best = int(torch.argmax(logits[:n].masked_fill(~allowed.to(logits.device), float("-inf"))))
+            self.narrowed = self.narrowed or not bool(narrowed[best])
         return narrowed

@@ -18,7 +18,7 @@ from constrain.compiler import Constraint, Whitespace, parse_response_format
 from constrain.compiler.regex import to_engine_regex
 from constrain.engines import CompiledGrammar, Engine, EngineGrammar, JsonOptions, Matcher, create_engine
 from constrain.errors import ConstrainError, GenerationError
-from constrain.schema import normalize, validate_instance
+from constrain.schema import normalize_unique, validate_instance
 
 _CACHE_SIZE = 512
 _lock = threading.Lock()
@@ -49,10 +49,11 @@ def _forget(key: tuple[str, int]) -> None:
 def engine_grammar(constraint: Constraint) -> EngineGrammar:
     """The engine's input for a constraint: JSON schemas pass through the normaliser first."""
     if constraint.kind == "json":
-        schema = normalize(
+        schema, unique_paths = normalize_unique(
             constraint.schema, close_objects=constraint.close_objects, param=constraint.param or "schema"
         )
-        return EngineGrammar("json_schema", schema, JsonOptions(whitespace=constraint.whitespace))
+        return EngineGrammar("json_schema", schema, JsonOptions(whitespace=constraint.whitespace),
+                             unique_paths=unique_paths)
     if constraint.kind == "regex":
         return EngineGrammar("regex", to_engine_regex(constraint.source))
     if constraint.kind == "grammar":

@@ -318,7 +318,7 @@ def _run(
                 if not bitmask.any():
                     raise GenerationError("the constraint allows no token here (engine dead end)")
                 allowed = bitmask_to_bool(bitmask, compiled.vocab_size, device)
-                apply_token_bitmask_inplace(logits, closer.narrow(allowed, detok.text, generated))
+                apply_token_bitmask_inplace(logits, closer.narrow(allowed, detok.text, generated, logits))
                 if not params.greedy and not torch.isfinite(logits).any():
                     raise GenerationError("the constraint allows no token here (engine dead end)")
             token, dist = sample(logits, params, generator, want_dist=want_logprobs and raw_logprobs is None)

@@ -171,6 +171,18 @@ def test_max_tokens_too_small_to_close_gives_partial_text(model):
         json.loads(choice.message.content)
 
 
+def test_unique_items_of_strings_in_generation(model):
+    """The model wants to repeat itself; the matcher keeps the items distinct (engines/unique.py)."""
+    schema = {"type": "array", "items": {"type": "string", "maxLength": 12}, "minItems": 4, "maxItems": 4,
+              "uniqueItems": True}
+    messages = [{"role": "user", "content": "Repeat the word cat four times as a JSON list."}]
+    out = model.chat_completion(messages, response_format={"type": "json", "value": schema}, max_tokens=60,
+                                temperature=0)
+    value = json.loads(out.choices[0].message.content)
+    assert out.choices[0].finish_reason == "stop" and len(value) == len(set(value)) == 4
+    jsonschema.validate(value, schema)
+
+
 def test_compact_json_by_default_and_pretty_on_request(model):
     schema = {
         "type": "object",

@@ -30,6 +30,8 @@ class EngineGrammar:
     kind: GrammarKind
     source: Any
     json: JsonOptions = field(default_factory=JsonOptions)
+    # Instance paths of arrays whose items the matcher keeps distinct (constrain.schema.unique).
+    unique_paths: tuple[tuple[Any, ...], ...] = ()
 
 
 class Matcher(Protocol):

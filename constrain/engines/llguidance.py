@@ -10,7 +10,8 @@ import llguidance
 import llguidance.hf
 import numpy as np
 
-from constrain.engines.base import EngineGrammar
+from constrain.engines.base import EngineGrammar, Matcher
+from constrain.engines.unique import UniqueItemsMatcher, ender_ids
 from constrain.errors import (
     InvalidGrammarError,
     InvalidRegexError,
@@ -77,17 +78,24 @@ class LLGuidanceMatcher:
 
 
 class LLGuidanceGrammar:
-    __slots__ = ("grammar_text", "_tokenizer", "_limits")
+    __slots__ = ("grammar_text", "_tokenizer", "_limits", "_engine", "_unique_paths")
 
-    def __init__(self, grammar_text: str, tokenizer: llguidance.LLTokenizer, limits: Any) -> None:
+    def __init__(self, grammar_text: str, tokenizer: llguidance.LLTokenizer, limits: Any,
+                 engine: LLGuidanceEngine | None = None, unique_paths: tuple[Any, ...] = ()) -> None:
         self.grammar_text = grammar_text
         self._tokenizer = tokenizer
         self._limits = limits
+        self._engine = engine
+        self._unique_paths = unique_paths
 
-    def matcher(self) -> LLGuidanceMatcher:
-        return LLGuidanceMatcher(
+    def matcher(self) -> Matcher:
+        inner = LLGuidanceMatcher(
             llguidance.LLMatcher(self._tokenizer, self.grammar_text, log_level=0, limits=self._limits)
         )
+        if not self._unique_paths or self._engine is None:
+            return inner
+        token_bytes, enders = self._engine.token_bytes()
+        return UniqueItemsMatcher(inner, token_bytes, enders, self._unique_paths)
 
 
 class LLGuidanceEngine:
@@ -101,6 +109,14 @@ class LLGuidanceEngine:
         self.vocab_size = self.tokenizer.vocab_size
         self.eos_token_id = self.tokenizer.eos_token
         self.limits = llguidance.LLParserLimits()
+        self._token_bytes: tuple[list[bytes], np.ndarray] | None = None
+
+    def token_bytes(self) -> tuple[list[bytes], np.ndarray]:
+        """Every token's bytes, and the ids of those that can end a JSON value (made once)."""
+        if self._token_bytes is None:
+            texts = [self.tokenizer.decode_bytes([i]) for i in range(self.vocab_size)]
+            self._token_bytes = (texts, ender_ids(texts))
+        return self._token_bytes
 
     def grammar_text(self, grammar: EngineGrammar) -> str:
         if grammar.kind == "json_schema":
@@ -120,7 +136,7 @@ class LLGuidanceEngine:
         )
         if is_error:
             raise self._translate(grammar, messages[0] if messages else "unknown error")
-        return LLGuidanceGrammar(text, self.tokenizer, self.limits)
+        return LLGuidanceGrammar(text, self.tokenizer, self.limits, self, grammar.unique_paths)
 
     @staticmethod
     def _translate(grammar: EngineGrammar, message: str) -> Exception:

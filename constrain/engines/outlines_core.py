@@ -150,6 +150,10 @@ class OutlinesCoreEngine:
         )
 
     def compile(self, grammar: EngineGrammar) -> OutlinesCoreGrammar:
+        if grammar.unique_paths:
+            raise UnsupportedSchemaError(
+                "uniqueItems over unbounded items is enforced by constrain's matcher on the engine "
+                "'llguidance' only", keyword="uniqueItems", pointer="")
         regex = self.regex(grammar)
         try:
             index = outlines_core.Index(regex, self.vocabulary)

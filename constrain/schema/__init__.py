@@ -7,6 +7,6 @@ exact rewrite exists.
 """
 
 from constrain.schema.check import check_schema, validate_instance
-from constrain.schema.normalize import normalize
+from constrain.schema.normalize import normalize, normalize_unique
 
-__all__ = ["check_schema", "normalize", "validate_instance"]
+__all__ = ["check_schema", "normalize", "normalize_unique", "validate_instance"]

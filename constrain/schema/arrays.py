@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from constrain.schema.flat import MAX_BRANCHES, Dnf, Flat, is_true, unsupported
+from constrain.schema.flat import MAX_BRANCHES, UNIQUE_AT_RUNTIME, Dnf, Flat, is_true, unsupported
 
 Conj = Callable[[list[Any], str], Any]
 
@@ -36,8 +36,8 @@ def merge(a: Flat, b: Flat, out: Flat, conj: Conj, pointer: str) -> None:
         values = [x[key] for x in (a, b) if key in x]
         if values:
             out[key] = pick(values)
-    if a.get("uniqueItems") or b.get("uniqueItems"):
-        out["uniqueItems"] = True
+    if any(x.get(k) for x in (a, b) for k in ("uniqueItems", UNIQUE_AT_RUNTIME)):
+        out["uniqueItems"] = True  # finish() decides again, on the merged items
     if "contains" in a and "contains" in b:
         raise unsupported("two `contains` in one schema cannot be combined", "contains", pointer)
     for x in (a, b):
@@ -74,14 +74,20 @@ def negate(flat: Flat, negate_node: Callable[[Any, str], Any], pointer: str) -> 
     elif items is not None and not is_true(items):
         raise unsupported("`not` of items (some item violating a schema) cannot be expressed exactly", "items",
                           pointer)
-    for key in ("uniqueItems", "contains"):
+    for key in ("uniqueItems", "contains", UNIQUE_AT_RUNTIME):
         if flat.get(key):
-            raise unsupported(f"`not` of {key} cannot be expressed exactly", key, pointer)
+            keyword = "uniqueItems" if key == UNIQUE_AT_RUNTIME else key
+            raise unsupported(f"`not` of {keyword} cannot be expressed exactly", keyword, pointer)
     return out
 
 
-def finish(flat: Flat, values_of: Callable[[Any], list[Any] | None], conj: Conj, pointer: str) -> Dnf:
-    """``flat`` with ``uniqueItems`` and ``contains`` rewritten into exact native forms (or an error)."""
+def finish(flat: Flat, values_of: Callable[[Any], list[Any] | None], conj: Conj, pointer: str,
+           runtime_unique: bool = False) -> Dnf:
+    """``flat`` with ``uniqueItems`` and ``contains`` rewritten into exact native forms (or an error).
+
+    With ``runtime_unique``, a ``uniqueItems`` over unbounded items is left to the matcher: the
+    flat keeps a marker that ``schema/unique.py`` turns into a path the matcher watches.
+    """
     if "contains" in flat or "minContains" in flat or "maxContains" in flat:
         flat = _contains(flat, values_of, conj, pointer)
     if not flat.get("uniqueItems"):
@@ -99,6 +105,8 @@ def finish(flat: Flat, values_of: Callable[[Any], list[Any] | None], conj: Conj,
     no_more = flat.get("items") is False or (high is not None and high <= len(prefix))
     item_values = [] if no_more else values_of(flat.get("items", True))
     choices = [values_of(_at(flat, i)) for i in range(len(prefix))]
+    if (item_values is None or any(c is None for c in choices)) and runtime_unique:
+        return [{**flat, UNIQUE_AT_RUNTIME: True}]
     if item_values is None or any(c is None for c in choices):
         raise unsupported("uniqueItems is exact only when items come from a finite set (enum, const, boolean, "
                           "null) or maxItems <= 1", "uniqueItems", pointer)

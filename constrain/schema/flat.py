@@ -26,8 +26,10 @@ MAX_BRANCHES = 64
 # What each keyword constrains; a keyword of one kind says nothing about values of another.
 OBJECT_KEYWORDS = ("properties", "patternProperties", "additionalProperties", "required", "minProperties",
                    "maxProperties")
+# A private marker: an array whose items the matcher keeps distinct (schema/unique.py, engines/unique.py).
+UNIQUE_AT_RUNTIME = "_unique_at_runtime"
 ARRAY_KEYWORDS = ("prefixItems", "items", "minItems", "maxItems", "uniqueItems", "contains", "minContains",
-                  "maxContains")
+                  "maxContains", UNIQUE_AT_RUNTIME)
 STRING_KEYWORDS = ("minLength", "maxLength", "pattern", "format", "contentEncoding", "contentMediaType",
                    "contentSchema", "_patterns")
 NUMBER_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")

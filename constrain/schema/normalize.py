@@ -33,6 +33,7 @@ from constrain.schema.flat import NATIVE, Dnf, Flat, from_node, to_node, unsuppo
 from constrain.schema.patterns import ecma_to_engine
 from constrain.schema.refs import ROOT_URI, RefIndex, escape
 from constrain.schema.strings import rewrite_string_keywords
+from constrain.schema.unique import split_unique
 
 _COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains",
            "maxContains")
@@ -40,14 +41,21 @@ _APPLICATORS = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", 
                 "$dynamicRef", "$recursiveRef")
 
 
-def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema") -> Any:
+def normalize_unique(schema: Any, *, close_objects: bool = False, param: str = "schema") -> tuple[Any, tuple[Any, ...]]:
+    """Like :func:`normalize`, but ``uniqueItems`` with no exact grammar form is left to the matcher:
+    (the schema for the engine, the instance paths of the arrays the matcher keeps distinct)."""
+    return normalize(schema, close_objects=close_objects, param=param, unique_at_runtime=True)
+
+
+def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema", unique_at_runtime: bool = False) -> Any:
     """An equivalent schema for the engine; with ``close_objects``, objects allow declared properties only.
 
     Raises UnsupportedSchemaError (``param`` names the field: ``schema.properties.x.oneOf``)
     for a keyword that has no exact engine form, InvalidSchemaError when nothing can match.
     """
     try:
-        return Normalizer(schema, close_objects).run()
+        out = Normalizer(schema, close_objects, unique_at_runtime).run()
+        return split_unique(out) if unique_at_runtime else out
     except UnsupportedSchemaError as exc:
         _name_the_users_keyword(schema, exc)
         if exc.param is None:
@@ -98,9 +106,10 @@ def _name_the_users_keyword(schema: Any, exc: UnsupportedSchemaError) -> None:
 class Normalizer:
     """One normalisation: the reference index, the normalised definitions, the validator for values."""
 
-    def __init__(self, schema: Any, close_objects: bool) -> None:
+    def __init__(self, schema: Any, close_objects: bool, unique_at_runtime: bool = False) -> None:
         self.root = schema
         self.close_objects = close_objects
+        self.unique_at_runtime = unique_at_runtime
         self.dialect = dialect_of(schema)
         self.schema_uri = schema.get("$schema") if isinstance(schema, dict) else None
         self.index = RefIndex(schema, self.dialect)
@@ -191,8 +200,11 @@ class Normalizer:
         out: Dnf = []
         for flat in dnf:
             if any(k in flat for k in ("uniqueItems", "contains", "minContains", "maxContains")):
-                for done in arrays.finish(flat, self._values_of, self.algebra.conj, pointer):
+                for done in arrays.finish(flat, self._values_of, self.algebra.conj, pointer,
+                                          self.unique_at_runtime):
                     out.extend(self.algebra.prune(done, pointer=pointer))
+            elif "minProperties" in flat or "maxProperties" in flat:
+                out.extend(objects.split_counts(flat))
             else:
                 out.append(flat)
         return out

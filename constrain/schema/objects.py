@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from constrain.schema.flat import Dnf, Flat, is_true, unsupported
+from constrain.schema.flat import Dnf, Flat, is_true, kinds_of, unsupported
 
 Conj = Callable[[list[Any], str], Any]
 
@@ -80,6 +80,50 @@ def feasible(flat: Flat) -> bool:
         if low > len(allowed):
             return False
     return True
+
+
+MAX_COUNT_SPLIT = 6  # optional properties whose presence is spelled out: at most 2**6 = 64 branches
+
+
+def split_counts(flat: Flat) -> Dnf:
+    """``minProperties``/``maxProperties`` next to optional properties, as branches the engine counts.
+
+    The engine counts properties only when every declared property is required (or ``false``).
+    So each branch fixes which optional properties are present (required) and which are absent
+    (``false``); the branches are disjoint and together exact. Bounds that the required names, or
+    the declared names alone, already meet are dropped first.
+    """
+    low, high = flat.get("minProperties", 0), flat.get("maxProperties")
+    if (not low and high is None) or "$ref" in flat or "object" not in kinds_of(flat):
+        return [flat]
+    properties = flat.get("properties", {})
+    required = list(dict.fromkeys(flat.get("required", [])))
+    optional = [n for n, s in properties.items() if s is not False and n not in required]
+    closed = flat.get("additionalProperties") is False and not flat.get("patternProperties")
+    out = dict(flat)
+    if low <= len(required):
+        out.pop("minProperties", None)
+    if high is not None and closed and len(required) + len(optional) <= high:
+        out.pop("maxProperties", None)
+    if ("minProperties" not in out and "maxProperties" not in out) or not optional:
+        return [out]
+    if len(optional) > MAX_COUNT_SPLIT:
+        return [out]  # the engine names the limit
+    branches: Dnf = []
+    for bits in range(1 << len(optional)):
+        present = [n for i, n in enumerate(optional) if bits >> i & 1]
+        count = len(required) + len(present)
+        if (high is not None and count > high) or (closed and count < low):
+            continue
+        branch = dict(out)
+        branch["required"] = [*required, *present]
+        branch["properties"] = {n: (False if n in optional and n not in present else s)
+                                for n, s in properties.items()}
+        if closed:  # nothing else can be present: the count is fixed and was checked
+            branch.pop("minProperties", None)
+            branch.pop("maxProperties", None)
+        branches.append(branch)
+    return branches
 
 
 def negate(flat: Flat, negate_node: Callable[[Any, str], Any], pointer: str) -> Dnf:
@@ -162,8 +206,6 @@ def property_names(flat: Flat, names: Dnf, name_regex: Callable[[Flat], str | No
 
 
 def _kinds(flat: Flat) -> set[str]:
-    from constrain.schema.flat import kinds_of
-
     if "enum" in flat:
         return {"string"} if any(isinstance(v, str) for v in flat["enum"]) else set()
     return set(kinds_of(flat))

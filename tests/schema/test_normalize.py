@@ -285,8 +285,51 @@ def test_unique_booleans_and_short_arrays(tokenizer):
     check(tokenizer, {"type": "array", "uniqueItems": True, "maxItems": 1}, valid=[[], [{"x": 1}]], invalid=[[1, 2]])
 
 
-def test_unique_items_of_strings_is_an_error():
+def test_unique_items_of_strings_has_no_grammar_form():
+    """The grammar alone cannot say it (plain ``normalize`` refuses); the matcher enforces it (below)."""
     assert unsupported({"type": "array", "items": {"type": "string"}, "uniqueItems": True}).keyword == "uniqueItems"
+
+
+@pytest.mark.parametrize(
+    ("schema", "valid", "invalid"),
+    [
+        ({"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+         [[], ["a"], ["ab", "a"], ['x"y', "x"]], [["a", "a"], ["a", "ab", "a"], ['x"y', 'x"y']]),
+        # JSON Schema equality: 1 == 1.0 == 10e-1
+        ({"type": "array", "items": {"type": "number"}, "uniqueItems": True},
+         [[1, 2], [10, 1], [1.5, 15]], [[1, 1], [1, 1.0], [1.5, 15e-1], [1, 10, 1]]),
+        # objects equal whatever their key order; arrays item by item
+        ({"type": "array", "items": {"type": "object"}, "uniqueItems": True},
+         [[{"a": 1}, {"a": 2}], [{"a": 1}, {"a": [1]}]], [[{"a": 1}, {"a": 1}], [{"a": 1, "b": 2}, {"b": 2, "a": 1}], [{}, {}]]),
+        ({"type": "array", "items": {"type": "array", "items": {"type": "integer"}, "uniqueItems": True},
+          "uniqueItems": True},
+         [[[1, 2], [2, 1]], [[1], [1, 2]]], [[[1, 2], [1, 2]], [[1, 1]]]),
+        # only the array at that path: a sibling array may repeat
+        ({"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+                                           "other": {"type": "array", "items": {"type": "string"}}}},
+         [{"tags": ["a", "b"], "other": ["a", "a"]}, {"other": ["x", "x"]}], [{"tags": ["a", "a"]}]),
+    ],
+)
+def test_unique_items_over_unbounded_items_is_kept_by_the_matcher(tokenizer, schema, valid, invalid):
+    check(tokenizer, schema, valid, invalid)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        # the same place may hold an array that need not be unique: the path cannot tell them apart
+        {"anyOf": [{"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+                   {"type": "array", "items": {"type": "integer"}}]},
+        # recursion: unbounded paths
+        {"$defs": {"n": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/n"},
+                                                                   "uniqueItems": True}}}},
+         "$ref": "#/$defs/n"},
+    ],
+)
+def test_unique_items_the_matcher_cannot_place_is_an_error(tokenizer, schema):
+    with pytest.raises(UnsupportedSchemaError) as info:
+        compile_constraint({"type": "json", "value": schema}, tokenizer)
+    assert info.value.keyword == "uniqueItems" or "uniqueItems" in str(info.value)
 
 
 def test_contains_every_item_matches(tokenizer):
@@ -377,3 +420,30 @@ def test_suite_never_accepts_an_invalid_instance(tokenizer):
                 checked += 1
                 assert not mask_accepts(tokenizer, schema, test["data"]), (record["name"], test["description"])
     assert checked > 150
+
+
+# --------------------------------------------------------------------------- min/maxProperties
+
+
+@pytest.mark.parametrize(
+    ("schema", "valid", "invalid"),
+    [
+        # "at least one of": a branch per set of present optional properties
+        ({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "minProperties": 1},
+         [{"a": 1}, {"b": 2}, {"a": 1, "b": 2}, {"x": "s"}, {"a": 1, "x": "s"}], [{}, {"a": "s"}]),
+        # exactly one, closed
+        ({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+          "minProperties": 1, "maxProperties": 1, "additionalProperties": False},
+         [{"a": 1}, {"b": 2}], [{}, {"a": 1, "b": 2}, {"x": 1}]),
+        # a bound the declared names already meet is dropped
+        ({"type": "object", "properties": {"op": {"type": "string"}, "expr": {"type": "string"}},
+          "maxProperties": 2, "additionalProperties": False},
+         [{}, {"op": "a"}, {"op": "a", "expr": "b"}], [{"x": 1}]),
+        # required names count, additional ones too
+        ({"type": "object", "properties": {"a": {"type": "integer"}, "c": {}}, "required": ["c"],
+          "maxProperties": 2, "additionalProperties": {"type": "string"}},
+         [{"c": 1}, {"a": 1, "c": 1}, {"c": 1, "x": "y"}], [{"a": 1, "c": 1, "x": "y"}, {"c": 1, "x": "y", "z": "w"}]),
+    ],
+)
+def test_min_max_properties_next_to_optional_properties(tokenizer, schema, valid, invalid):
+    check(tokenizer, schema, valid, invalid)

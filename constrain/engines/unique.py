@@ -1,0 +1,228 @@
+"""A matcher that keeps the items of watched arrays distinct, on top of any engine's matcher.
+
+``uniqueItems`` over unbounded items has no grammar; ``constrain.schema.unique`` says where such
+arrays stand (instance paths). This wrapper follows the JSON being written (a small scanner
+over the token bytes), and at each mask removes every token that would complete an item equal
+(in JSON Schema's sense: ``1 == 1.0``, key order ignored) to an earlier item of the same
+watched array. Tokens are only ever removed, so the language can only shrink to the exact one.
+
+Only tokens holding a byte that can end a value (a quote, comma, bracket, brace, whitespace)
+can complete an item, and only while a watched array is open is anything checked.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from constrain.engines.base import Matcher
+from constrain.schema.unique import Path, matches
+
+_ENDERS = frozenset(b'"]},} \n\r\t')
+
+
+def canonical(value: Any) -> Any:
+    """A hashable form under which JSON Schema's equal values (and only those) coincide."""
+    if isinstance(value, bool) or value is None:
+        return ("v", value)
+    if isinstance(value, (int, float, Decimal)):
+        return ("n", Decimal(value).normalize() if not isinstance(value, float) else Decimal(repr(value)).normalize())
+    if isinstance(value, str):
+        return ("s", value)
+    if isinstance(value, list):
+        return ("a", tuple(canonical(v) for v in value))
+    return ("o", frozenset((k, canonical(v)) for k, v in value.items()))
+
+
+@dataclass
+class _Frame:
+    kind: str  # "o" or "a"
+    path: Path
+    unique: bool = False
+    index: int = 0  # arrays: the current item's index
+    key: str | None = None  # objects: the key whose value comes next
+    expect_key: bool = True  # objects: a key (or "}") comes next
+    item_start: int | None = None  # watched arrays: where the current item's text began
+    seen: set[Any] = field(default_factory=set)
+
+
+class _Scanner:
+    """Where the output stands in its JSON: open containers, strings, scalars; watched items."""
+
+    def __init__(self, unique_paths: tuple[Path, ...]) -> None:
+        self.unique_paths = unique_paths
+        self.buf = bytearray()
+        self.stack: list[_Frame] = []
+        self.in_string = False
+        self.escaped = False
+        self.string_is_key = False
+        self.key_start = 0
+        self.in_scalar = False
+
+    def trial(self, tokens: list[bytes]) -> int:
+        """How many of ``tokens`` can follow, in order, before one completes a repeated item.
+
+        Runs on a copy that shares this scanner's buffer and ``seen`` sets, reads them only,
+        and cuts the buffer back afterwards: nothing here changes.
+        """
+        other = _Scanner.__new__(_Scanner)
+        other.__dict__ = {**self.__dict__, "stack": [_Frame(**f.__dict__) for f in self.stack]}
+        length = len(self.buf)
+        try:
+            for i, data in enumerate(tokens):
+                if not other.feed(data, commit=False):
+                    return i
+            return len(tokens)
+        finally:
+            del self.buf[length:]
+
+    @property
+    def watching(self) -> bool:
+        return any(f.unique for f in self.stack)
+
+    def _value_path(self) -> Path:
+        if not self.stack:
+            return ()
+        top = self.stack[-1]
+        return (*top.path, top.index if top.kind == "a" else top.key)
+
+    def _start_value(self) -> None:
+        top = self.stack[-1] if self.stack else None
+        if top is not None and top.kind == "a" and top.unique and top.item_start is None:
+            top.item_start = len(self.buf) - 1
+
+    def _end_value(self, end: int, commit: bool) -> bool:
+        """A value ended at ``end`` (exclusive); False if it completes a duplicate item."""
+        top = self.stack[-1] if self.stack else None
+        if top is None or top.kind != "a" or not top.unique or top.item_start is None:
+            return True
+        text = bytes(self.buf[top.item_start : end]).decode("utf-8", errors="strict")
+        value = canonical(json.loads(text, parse_float=Decimal, parse_int=Decimal))
+        if value in top.seen:
+            return False
+        if commit:
+            top.seen.add(value)
+        else:  # a trial copy: keep its own additions apart from the shared set
+            top.seen = {*top.seen, value}
+        top.item_start = None
+        return True
+
+    def feed(self, data: bytes, commit: bool = True) -> bool:
+        """Advance over ``data``; False as soon as a watched item would repeat an earlier one."""
+        for byte in data:
+            self.buf.append(byte)
+            ch = chr(byte)
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif ch == "\\":
+                    self.escaped = True
+                elif ch == '"':
+                    self.in_string = False
+                    if self.string_is_key:
+                        self.stack[-1].key = json.loads(bytes(self.buf[self.key_start :]).decode("utf-8"))
+                    elif not self._end_value(len(self.buf), commit):
+                        return False
+                continue
+            if self.in_scalar:
+                if ch in ",]} \n\r\t":
+                    self.in_scalar = False
+                    if not self._end_value(len(self.buf) - 1, commit):
+                        return False
+                else:
+                    continue
+            if ch == '"':
+                top = self.stack[-1] if self.stack else None
+                self.in_string = True
+                self.string_is_key = top is not None and top.kind == "o" and top.expect_key
+                if self.string_is_key:
+                    self.key_start = len(self.buf) - 1
+                else:
+                    self._start_value()
+            elif ch in "[{":
+                self._start_value()
+                path = self._value_path()
+                unique = ch == "[" and any(matches(p, path) for p in self.unique_paths)
+                self.stack.append(_Frame("a" if ch == "[" else "o", path, unique=unique))
+            elif ch in "]}":
+                self.stack.pop()
+                if not self._end_value(len(self.buf), commit):
+                    return False
+            elif ch == ",":
+                top = self.stack[-1]
+                if top.kind == "a":
+                    top.index += 1
+                else:
+                    top.expect_key = True
+            elif ch == ":":
+                self.stack[-1].expect_key = False
+            elif ch not in " \n\r\t":
+                self.in_scalar = True
+                self._start_value()
+        return True
+
+
+class UniqueItemsMatcher:
+    """``inner`` plus distinct items in the arrays at ``unique_paths``; same Matcher protocol."""
+
+    def __init__(self, inner: Matcher, token_bytes: list[bytes], enders: np.ndarray,
+                 unique_paths: tuple[Path, ...]) -> None:
+        self.inner = inner
+        self.token_bytes = token_bytes
+        self.enders = enders  # ids of the tokens holding a byte that can end a value
+        self.unique_paths = unique_paths
+        self.scanner = _Scanner(unique_paths)
+        self.tokens: list[int] = []
+        self._error: str | None = None
+
+    def _completes_duplicate(self, token: int) -> bool:
+        return self.scanner.trial([self.token_bytes[token]]) == 0
+
+    def fill_bitmask(self, bitmask: np.ndarray) -> None:
+        self.inner.fill_bitmask(bitmask)
+        if not self.scanner.watching:
+            return
+        words = bitmask.view(np.uint32)
+        allowed = (words[self.enders >> 5] >> (self.enders & 31).astype(np.uint32)) & 1
+        for token in self.enders[allowed.astype(bool)].tolist():
+            if self._completes_duplicate(token):
+                words[token >> 5] &= np.uint32(~(1 << (token & 31)) & 0xFFFFFFFF)
+
+    def consume(self, token_id: int) -> bool:
+        if token_id < len(self.token_bytes) and not self.scanner.feed(self.token_bytes[token_id]):
+            self._error = "the token would repeat an item of an array whose items must be unique"
+            return False
+        self.tokens.append(token_id)
+        return self.inner.consume(token_id)
+
+    def forced_tokens(self) -> list[int]:
+        forced = self.inner.forced_tokens()
+        if not forced:
+            return forced
+        return forced[: self.scanner.trial([self.token_bytes[t] for t in forced])]
+
+    def is_accepting(self) -> bool:
+        return self.inner.is_accepting()
+
+    def is_stopped(self) -> bool:
+        return self.inner.is_stopped()
+
+    def rollback(self, num_tokens: int) -> None:
+        self.inner.rollback(num_tokens)
+        kept = self.tokens[: len(self.tokens) - num_tokens]
+        self.scanner, self.tokens = _Scanner(self.unique_paths), []
+        for token in kept:
+            self.scanner.feed(self.token_bytes[token])
+            self.tokens.append(token)
+
+    def error(self) -> str | None:
+        return self._error or self.inner.error()
+
+
+def ender_ids(token_bytes: list[bytes]) -> np.ndarray:
+    """The ids of tokens holding a byte that can end a JSON value."""
+    return np.array([i for i, b in enumerate(token_bytes) if _ENDERS.intersection(b)], dtype=np.int64)
