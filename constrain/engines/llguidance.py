@@ -109,9 +109,9 @@ class LLGuidanceEngine:
         self.vocab_size = self.tokenizer.vocab_size
         self.eos_token_id = self.tokenizer.eos_token
         self.limits = llguidance.LLParserLimits()
-        self._token_bytes: tuple[list[bytes], np.ndarray] | None = None
+        self._token_bytes: tuple[list[bytes], tuple[np.ndarray, np.ndarray]] | None = None
 
-    def token_bytes(self) -> tuple[list[bytes], np.ndarray]:
+    def token_bytes(self) -> tuple[list[bytes], tuple[np.ndarray, np.ndarray]]:
         """Every token's bytes, and the ids of those that can end a JSON value (made once)."""
         if self._token_bytes is None:
             texts = [self.tokenizer.decode_bytes([i]) for i in range(self.vocab_size)]

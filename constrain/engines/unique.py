@@ -84,6 +84,14 @@ class _Scanner:
     def watching(self) -> bool:
         return any(f.unique for f in self.stack)
 
+    def closers_needed(self) -> int:
+        """The fewest ``]``/``}`` a token must hold to complete an item of a watched array:
+        the containers open inside the innermost watched array's current item."""
+        for depth in range(len(self.stack) - 1, -1, -1):
+            if self.stack[depth].unique:
+                return len(self.stack) - 1 - depth
+        return 0
+
     def _value_path(self) -> Path:
         if not self.stack:
             return ()
@@ -169,11 +177,12 @@ class _Scanner:
 class UniqueItemsMatcher:
     """``inner`` plus distinct items in the arrays at ``unique_paths``; same Matcher protocol."""
 
-    def __init__(self, inner: Matcher, token_bytes: list[bytes], enders: np.ndarray,
+    def __init__(self, inner: Matcher, token_bytes: list[bytes], enders: tuple[np.ndarray, np.ndarray],
                  unique_paths: tuple[Path, ...]) -> None:
         self.inner = inner
         self.token_bytes = token_bytes
-        self.enders = enders  # ids of the tokens holding a byte that can end a value
+        # ids of the tokens holding a byte that can end a value, and how many ] or } each holds
+        self.enders, self.brackets = enders
         self.unique_paths = unique_paths
         self.scanner = _Scanner(unique_paths)
         self.tokens: list[int] = []
@@ -187,8 +196,11 @@ class UniqueItemsMatcher:
         if not self.scanner.watching:
             return
         words = bitmask.view(np.uint32)
-        allowed = (words[self.enders >> 5] >> (self.enders & 31).astype(np.uint32)) & 1
-        for token in self.enders[allowed.astype(bool)].tolist():
+        allowed = ((words[self.enders >> 5] >> (self.enders & 31).astype(np.uint32)) & 1).astype(bool)
+        needed = self.scanner.closers_needed()
+        if needed:  # an item nested k deep ends only with a token that closes k containers
+            allowed &= self.brackets >= needed
+        for token in self.enders[allowed].tolist():
             if self._completes_duplicate(token):
                 words[token >> 5] &= np.uint32(~(1 << (token & 31)) & 0xFFFFFFFF)
 
@@ -223,6 +235,8 @@ class UniqueItemsMatcher:
         return self._error or self.inner.error()
 
 
-def ender_ids(token_bytes: list[bytes]) -> np.ndarray:
-    """The ids of tokens holding a byte that can end a JSON value."""
-    return np.array([i for i, b in enumerate(token_bytes) if _ENDERS.intersection(b)], dtype=np.int64)
+def ender_ids(token_bytes: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of tokens holding a byte that can end a JSON value, and their ``]``/``}`` counts."""
+    ids = [i for i, b in enumerate(token_bytes) if _ENDERS.intersection(b)]
+    brackets = [token_bytes[i].count(b"]") + token_bytes[i].count(b"}") for i in ids]
+    return np.array(ids, dtype=np.int64), np.array(brackets, dtype=np.int64)
