@@ -11,7 +11,7 @@ import llguidance.hf
 import numpy as np
 
 from constrain.engines.base import EngineGrammar, Matcher
-from constrain.engines.unique import UniqueItemsMatcher, ender_ids
+from constrain.engines.unique import TokenTable, UniqueItemsMatcher
 from constrain.errors import (
     InvalidGrammarError,
     InvalidRegexError,
@@ -94,8 +94,7 @@ class LLGuidanceGrammar:
         )
         if not self._unique_paths or self._engine is None:
             return inner
-        token_bytes, enders = self._engine.token_bytes()
-        return UniqueItemsMatcher(inner, token_bytes, enders, self._unique_paths)
+        return UniqueItemsMatcher(inner, self._engine.token_table(), self._unique_paths)
 
 
 class LLGuidanceEngine:
@@ -109,14 +108,13 @@ class LLGuidanceEngine:
         self.vocab_size = self.tokenizer.vocab_size
         self.eos_token_id = self.tokenizer.eos_token
         self.limits = llguidance.LLParserLimits()
-        self._token_bytes: tuple[list[bytes], tuple[np.ndarray, np.ndarray]] | None = None
+        self._token_table: TokenTable | None = None
 
-    def token_bytes(self) -> tuple[list[bytes], tuple[np.ndarray, np.ndarray]]:
-        """Every token's bytes, and the ids of those that can end a JSON value (made once)."""
-        if self._token_bytes is None:
-            texts = [self.tokenizer.decode_bytes([i]) for i in range(self.vocab_size)]
-            self._token_bytes = (texts, ender_ids(texts))
-        return self._token_bytes
+    def token_table(self) -> TokenTable:
+        """Every token's bytes, and what the unique-items matcher needs to know of them (made once)."""
+        if self._token_table is None:
+            self._token_table = TokenTable.build([self.tokenizer.decode_bytes([i]) for i in range(self.vocab_size)])
+        return self._token_table
 
     def grammar_text(self, grammar: EngineGrammar) -> str:
         if grammar.kind == "json_schema":

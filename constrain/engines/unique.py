@@ -23,6 +23,7 @@ from constrain.engines.base import Matcher
 from constrain.schema.unique import Path, matches
 
 _ENDERS = frozenset(b'"]},} \n\r\t')
+_DELIMS = frozenset(b"]},} \n\r\t")  # what ends a number or literal
 
 
 def canonical(value: Any) -> Any:
@@ -83,6 +84,20 @@ class _Scanner:
     @property
     def watching(self) -> bool:
         return any(f.unique for f in self.stack)
+
+    def string_targets(self) -> list[bytes] | None:
+        """Inside a string item of the innermost watched array: the byte runs that, followed by a
+        quote, would finish a string already seen there. None when that cannot be told cheaply
+        (escape pending, a split UTF-8 character): then every token is tried."""
+        top = self.stack[-1]
+        if not self.in_string or self.escaped or not top.unique or top.item_start is None:
+            return None
+        try:
+            prefix = json.loads(bytes(self.buf[top.item_start :]) + b'"')
+        except (ValueError, UnicodeDecodeError):
+            return None
+        seen = [v[1] for v in top.seen if v[0] == "s" and v[1].startswith(prefix)]
+        return [json.dumps(v[len(prefix) :], ensure_ascii=False)[1:-1].encode() + b'"' for v in seen]
 
     def closers_needed(self) -> int:
         """The fewest ``]``/``}`` a token must hold to complete an item of a watched array:
@@ -177,12 +192,10 @@ class _Scanner:
 class UniqueItemsMatcher:
     """``inner`` plus distinct items in the arrays at ``unique_paths``; same Matcher protocol."""
 
-    def __init__(self, inner: Matcher, token_bytes: list[bytes], enders: tuple[np.ndarray, np.ndarray],
-                 unique_paths: tuple[Path, ...]) -> None:
+    def __init__(self, inner: Matcher, table: TokenTable, unique_paths: tuple[Path, ...]) -> None:
         self.inner = inner
-        self.token_bytes = token_bytes
-        # ids of the tokens holding a byte that can end a value, and how many ] or } each holds
-        self.enders, self.brackets = enders
+        self.table = table
+        self.token_bytes = table.token_bytes
         self.unique_paths = unique_paths
         self.scanner = _Scanner(unique_paths)
         self.tokens: list[int] = []
@@ -195,14 +208,32 @@ class UniqueItemsMatcher:
         self.inner.fill_bitmask(bitmask)
         if not self.scanner.watching:
             return
+        t = self.table
         words = bitmask.view(np.uint32)
-        allowed = ((words[self.enders >> 5] >> (self.enders & 31).astype(np.uint32)) & 1).astype(bool)
-        needed = self.scanner.closers_needed()
-        if needed:  # an item nested k deep ends only with a token that closes k containers
-            allowed &= self.brackets >= needed
-        for token in self.enders[allowed].tolist():
+        allowed = ((words[t.enders >> 5] >> (t.enders & 31).astype(np.uint32)) & 1).astype(bool)
+        for token in self._candidates(allowed):
             if self._completes_duplicate(token):
                 words[token >> 5] &= np.uint32(~(1 << (token & 31)) & 0xFFFFFFFF)
+
+    def _candidates(self, allowed: np.ndarray) -> list[int]:
+        """The allowed tokens that could complete a watched item here (a superset: each is tried)."""
+        t, scanner = self.table, self.scanner
+        needed = scanner.closers_needed()
+        if needed:  # an item nested k deep ends only with a token that closes k containers
+            return t.enders[allowed & (t.brackets >= needed)].tolist()
+        if scanner.in_string:  # a string item ends at a quote
+            ids = t.enders[allowed & (t.quotes >= 1)].tolist()
+            targets = scanner.string_targets()
+            if targets is None:
+                return ids
+            # Only a token spelling the rest of a seen string, then its quote, can repeat it;
+            # a token with a backslash might spell it with escapes: tried too.
+            return [i for i in ids if b"\\" in t.token_bytes[i] or t.token_bytes[i].startswith(tuple(targets))] \
+                if targets else []
+        if scanner.in_scalar:  # a number or literal ends at a delimiter
+            return t.enders[allowed & t.delims].tolist()
+        # between items: a whole item fits in the token (two quotes, or a delimiter)
+        return t.enders[allowed & ((t.quotes >= 2) | t.delims)].tolist()
 
     def consume(self, token_id: int) -> bool:
         if token_id < len(self.token_bytes) and not self.scanner.feed(self.token_bytes[token_id]):
@@ -235,8 +266,25 @@ class UniqueItemsMatcher:
         return self._error or self.inner.error()
 
 
-def ender_ids(token_bytes: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """The ids of tokens holding a byte that can end a JSON value, and their ``]``/``}`` counts."""
-    ids = [i for i, b in enumerate(token_bytes) if _ENDERS.intersection(b)]
-    brackets = [token_bytes[i].count(b"]") + token_bytes[i].count(b"}") for i in ids]
-    return np.array(ids, dtype=np.int64), np.array(brackets, dtype=np.int64)
+@dataclass(frozen=True)
+class TokenTable:
+    """Per vocabulary: every token's bytes; for the tokens that can end a JSON value (``enders``),
+    how many ``]``/``}`` and quotes each holds and whether it holds a delimiter."""
+
+    token_bytes: list[bytes]
+    enders: np.ndarray
+    brackets: np.ndarray
+    quotes: np.ndarray
+    delims: np.ndarray
+
+    @classmethod
+    def build(cls, token_bytes: list[bytes]) -> TokenTable:
+        ids = [i for i, b in enumerate(token_bytes) if _ENDERS.intersection(b)]
+        pick = [token_bytes[i] for i in ids]
+        return cls(
+            token_bytes,
+            np.array(ids, dtype=np.int64),
+            np.array([b.count(b"]") + b.count(b"}") for b in pick], dtype=np.int64),
+            np.array([b.count(b'"') for b in pick], dtype=np.int64),
+            np.array([bool(_DELIMS.intersection(b)) for b in pick], dtype=bool),
+        )

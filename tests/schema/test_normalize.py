@@ -447,3 +447,27 @@ def test_suite_never_accepts_an_invalid_instance(tokenizer):
 )
 def test_min_max_properties_next_to_optional_properties(tokenizer, schema, valid, invalid):
     check(tokenizer, schema, valid, invalid)
+
+
+def _mask_walk(tokenizer, schema, text: str) -> bool:
+    """Walk ``text`` token by token through the masks (not just consume), then EOS."""
+    import numpy as np
+
+    compiled = compile_constraint({"type": "json", "value": schema}, tokenizer)
+    matcher = compiled.matcher()
+    bits = np.zeros((compiled.vocab_size + 31) // 32, dtype=np.int32)
+    for token in tokenizer.encode(text, add_special_tokens=False):
+        matcher.fill_bitmask(bits)
+        if not (int(bits.view(np.uint32)[token >> 5]) >> (token & 31)) & 1 or not matcher.consume(token):
+            return False
+    return matcher.is_accepting()
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [('["a","b"]', True), ('["a","a"]', False), ('["a","\\u0061"]', False), ('["a\\/b","a/b"]', False),
+     ('["é","\\u00e9"]', False), ('[1,2,1.0]', False), ('[{"x":[1]},{"x":[1.0]}]', False), ('["ab","abc"]', True)],
+)
+def test_unique_items_masks_see_through_escapes_and_spellings(tokenizer, text, ok):
+    schema = {"type": "array", "uniqueItems": True}
+    assert _mask_walk(tokenizer, schema, text) is ok
