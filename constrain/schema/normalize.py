@@ -29,7 +29,7 @@ from constrain.errors import InvalidSchemaError, UnsupportedSchemaError
 from constrain.schema import arrays, objects
 from constrain.schema.combinators import Algebra
 from constrain.schema.dialects import DRAFT2019, at_least, dependencies_2019, dialect_of, upgrade
-from constrain.schema.flat import NATIVE, Dnf, Flat, from_node, to_node, unsupported
+from constrain.schema.flat import NATIVE, UNIQUE_AT_RUNTIME, Dnf, Flat, from_node, to_node, unsupported
 from constrain.schema.patterns import ecma_to_engine
 from constrain.schema.refs import ROOT_URI, RefIndex, escape
 from constrain.schema.strings import rewrite_string_keywords
@@ -54,8 +54,11 @@ def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema"
     for a keyword that has no exact engine form, InvalidSchemaError when nothing can match.
     """
     try:
-        out = Normalizer(schema, close_objects, unique_at_runtime).run()
-        return split_unique(out) if unique_at_runtime else out
+        normalizer = Normalizer(schema, close_objects, unique_at_runtime)
+        out = normalizer.run()
+        if not unique_at_runtime:
+            return out
+        return split_unique(out) if normalizer.marked_unique else (out, ())
     except UnsupportedSchemaError as exc:
         _name_the_users_keyword(schema, exc)
         if exc.param is None:
@@ -110,6 +113,7 @@ class Normalizer:
         self.root = schema
         self.close_objects = close_objects
         self.unique_at_runtime = unique_at_runtime
+        self.marked_unique = False  # some array's uniqueItems is left to the matcher
         self.dialect = dialect_of(schema)
         self.schema_uri = schema.get("$schema") if isinstance(schema, dict) else None
         self.index = RefIndex(schema, self.dialect)
@@ -202,6 +206,7 @@ class Normalizer:
             if any(k in flat for k in ("uniqueItems", "contains", "minContains", "maxContains")):
                 for done in arrays.finish(flat, self._values_of, self.algebra.conj, pointer,
                                           self.unique_at_runtime):
+                    self.marked_unique = self.marked_unique or UNIQUE_AT_RUNTIME in done
                     out.extend(self.algebra.prune(done, pointer=pointer))
             elif "minProperties" in flat or "maxProperties" in flat:
                 out.extend(objects.split_counts(flat))
