@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from constrain.nesting import Nesting
+from constrain.vocab import token_texts
 
 BRACKETS = frozenset("]}")
 # Tokens kept in hand besides one per open bracket: a closing wrapper (``</tool_call>``) and a
@@ -37,9 +38,7 @@ def closer_masks(tokenizer: Any, vocab_size: int, eos_token_ids: set[int]) -> tu
     """
     cached = _closer_masks.get(tokenizer)
     if cached is None or cached[0].numel() != vocab_size:
-        n = min(vocab_size, len(tokenizer))
-        texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False,
-                                       clean_up_tokenization_spaces=False)
+        texts = token_texts(tokenizer)[:vocab_size]
         in_string = torch.zeros(vocab_size, dtype=torch.bool)
         outside = torch.zeros(vocab_size, dtype=torch.bool)
         commas = torch.zeros(vocab_size, dtype=torch.bool)

@@ -7,6 +7,15 @@ object ends). Brackets inside strings and escaped quotes do not count.
 from __future__ import annotations
 
 
+def string_char(ch: str, escaped: bool) -> tuple[bool, bool]:
+    """One character inside a JSON string: (the string goes on, an escape is now pending)."""
+    if escaped:
+        return True, False
+    if ch == "\\":
+        return True, True
+    return ch != '"', False
+
+
 class Nesting:
     def __init__(self) -> None:
         self.depth = 0
@@ -19,12 +28,7 @@ class Nesting:
         and return the length of ``chunk`` scanned so far (None when that did not happen)."""
         for i, ch in enumerate(chunk):
             if self.in_string:
-                if self.escaped:
-                    self.escaped = False
-                elif ch == "\\":
-                    self.escaped = True
-                elif ch == '"':
-                    self.in_string = False
+                self.in_string, self.escaped = string_char(ch, self.escaped)
             elif ch == '"':
                 self.in_string = True
             elif ch in "[{":

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from constrain.engines.base import Matcher
+from constrain.nesting import string_char
 from constrain.schema.unique import Path, matches
 
 _ENDERS = frozenset(b'"]},} \n\r\t')
@@ -31,7 +32,7 @@ def canonical(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return ("v", value)
     if isinstance(value, (int, float, Decimal)):
-        return ("n", Decimal(value).normalize() if not isinstance(value, float) else Decimal(repr(value)).normalize())
+        return ("n", Decimal(str(value)).normalize())
     if isinstance(value, str):
         return ("s", value)
     if isinstance(value, list):
@@ -140,12 +141,8 @@ class _Scanner:
             self.buf.append(byte)
             ch = chr(byte)
             if self.in_string:
-                if self.escaped:
-                    self.escaped = False
-                elif ch == "\\":
-                    self.escaped = True
-                elif ch == '"':
-                    self.in_string = False
+                self.in_string, self.escaped = string_char(ch, self.escaped)
+                if not self.in_string:
                     if self.string_is_key:
                         self.stack[-1].key = json.loads(bytes(self.buf[self.key_start :]).decode("utf-8"))
                     elif not self._end_value(len(self.buf), commit):

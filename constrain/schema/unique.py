@@ -13,6 +13,7 @@ array that may stand at an overlapping path without the marker, and markers unde
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from constrain.schema.flat import UNIQUE_AT_RUNTIME, unsupported
@@ -36,8 +37,6 @@ ANY_INDEX = ("any index",)
 
 def split_unique(schema: Any) -> tuple[Any, tuple[Path, ...]]:
     """(the schema without markers, the paths of arrays whose items must be distinct)."""
-    if UNIQUE_AT_RUNTIME not in _text(schema):
-        return schema, ()
     defs = schema.get("$defs", {}) if isinstance(schema, dict) else {}
     unique: list[Path] = []
     free: list[Path] = []
@@ -146,8 +145,6 @@ def _strip(node: Any) -> Any:
 
 
 def _text(node: Any) -> str:
-    import json
-
     return json.dumps(node, default=str)
 
 

@@ -9,12 +9,12 @@ text branch (free text, or the ``response_format``), so the model decides in one
 from __future__ import annotations
 
 import json
-import weakref
 from typing import Any
 
 from constrain.compiler import Constraint, Whitespace, load_grammar
 from constrain.constraints import engine_grammar
 from constrain.tools.choice import ToolSetup
+from constrain.vocab import prefix_tokens
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
@@ -85,14 +85,5 @@ def build_grammar(setup: ToolSetup, text: Constraint, whitespace: Whitespace = "
 
 def opening_tokens(tokenizer: Any) -> list[int]:
     """The tokens a call can start with: those whose text is a prefix of the envelope's opening."""
-    cached = _openings.get(tokenizer)
-    if cached is None:
-        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=False,
-                                       clean_up_tokenization_spaces=False)
-        cached = [i for i, text in enumerate(texts) if text and OPEN.startswith(text)]
-        _openings[tokenizer] = cached
-    return cached
-
-
-_openings: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
+    return prefix_tokens(tokenizer, OPEN)
 
