@@ -12,8 +12,10 @@ its instances to the schema's order for the same reason (guidance-ai/jsonschemab
 any engine's rewrite. At each object it collects the property names that the subschemas
 applying there declare (``properties``, then through ``$ref``, ``allOf``, the ``anyOf`` /
 ``oneOf`` branches the instance matches, ``if``/``then``/``else`` as evaluated, and
-``dependentSchemas``), in document order, first mention wins; undeclared keys follow in
-their original order. Values are reordered recursively with the subschemas that apply to them.
+``dependentSchemas``), in document order, first mention wins; then the names that only
+``required`` or a dependency list (the trigger, then its dependents); an object equal to a
+``const`` or ``enum`` value takes that value's order. Undeclared keys follow in their original
+order. Values are reordered recursively with the subschemas that apply to them.
 """
 
 from __future__ import annotations
@@ -91,11 +93,21 @@ class _Walker:
         if isinstance(instance, list):
             return [self.walk(self.item_scopes(applying, index), item) for index, item in enumerate(instance)]
         order: dict[str, int] = {}
+        for schema, _ in applying:  # a listed value is written as the schema writes it
+            listed = [schema["const"]] if "const" in schema else schema.get("enum", [])
+            for value in listed if isinstance(listed, list) else []:
+                if isinstance(value, dict) and value == instance:
+                    for name in value:
+                        order.setdefault(name, len(order))
+                    break
         for schema, _ in applying:
             properties = schema.get("properties")
             if isinstance(properties, dict):
                 for name in properties:
                     order.setdefault(name, len(order))
+        for schema, _ in applying:  # then names only `required` or a dependency mentions
+            for name in _required_names(schema):
+                order.setdefault(name, len(order))
         keys = sorted(instance, key=lambda k: order.get(k, len(order)))  # stable: undeclared keep their order
         return {k: self.walk(self.value_scopes(applying, k), instance[k]) for k in keys}
 
@@ -135,3 +147,16 @@ class _Walker:
             if "contains" in schema:
                 out.append((schema["contains"], resolver))
         return out
+
+
+def _required_names(schema: dict[str, Any]) -> list[str]:
+    """The names ``required`` and ``dependentRequired``/``dependencies`` list, in document order."""
+    out: list[str] = []
+    for keyword, value in schema.items():
+        if keyword == "required" and isinstance(value, list):
+            out.extend(v for v in value if isinstance(v, str))
+        elif keyword in ("dependentRequired", "dependencies") and isinstance(value, dict):
+            for name, deps in value.items():
+                if isinstance(deps, list):
+                    out.extend([name, *(d for d in deps if isinstance(d, str))])
+    return out

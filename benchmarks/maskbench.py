@@ -146,7 +146,9 @@ class LLGuidanceRun:
         if self.ours:
             from constrain.constraints import compile_constraint
 
-            return compile_constraint({"type": "json", "value": schema}, self.hf)
+            # The language itself is measured: a schema that admits nothing compiles to a matcher
+            # that allows nothing (generation refuses such a schema with a 400 instead).
+            return compile_constraint({"type": "json", "value": schema}, self.hf, allow_empty=True)
         import llguidance
 
         grammar = llguidance.LLMatcher.grammar_from_json_schema(

@@ -16,9 +16,17 @@ from typing import Any
 
 from constrain.compiler import Constraint, Whitespace, parse_response_format
 from constrain.compiler.regex import to_engine_regex
-from constrain.engines import CompiledGrammar, Engine, EngineGrammar, JsonOptions, Matcher, create_engine
-from constrain.errors import ConstrainError, GenerationError
-from constrain.schema import normalize_unique, validate_instance
+from constrain.engines import (
+    CompiledGrammar,
+    EmptyGrammar,
+    Engine,
+    EngineGrammar,
+    JsonOptions,
+    Matcher,
+    create_engine,
+)
+from constrain.errors import ConstrainError, GenerationError, UnsatisfiableSchemaError
+from constrain.schema import normalize_with_rules, validate_instance
 
 _CACHE_SIZE = 512
 _lock = threading.Lock()
@@ -49,11 +57,11 @@ def _forget(key: tuple[str, int]) -> None:
 def engine_grammar(constraint: Constraint) -> EngineGrammar:
     """The engine's input for a constraint: JSON schemas pass through the normaliser first."""
     if constraint.kind == "json":
-        schema, unique_paths = normalize_unique(
+        schema, array_rules = normalize_with_rules(
             constraint.schema, close_objects=constraint.close_objects, param=constraint.param or "schema"
         )
         return EngineGrammar("json_schema", schema, JsonOptions(whitespace=constraint.whitespace),
-                             unique_paths=unique_paths)
+                             array_rules=array_rules)
     if constraint.kind == "regex":
         return EngineGrammar("regex", to_engine_regex(constraint.source))
     if constraint.kind == "grammar":
@@ -113,6 +121,7 @@ def compile_constraint(
     whitespace: Whitespace = "compact",
     close_objects: bool = False,
     vocab_size: int | None = None,
+    allow_empty: bool = False,
 ) -> CompiledConstraint:
     """Compile a ``response_format`` (any accepted dialect, a pydantic class, or a Constraint).
 
@@ -127,6 +136,10 @@ def compile_constraint(
         JSON layout; compact leaves the model no whitespace to loop on.
     close_objects : bool, default: False
         Treat every object schema as ``additionalProperties: false``.
+    allow_empty : bool, default: False
+        A schema that admits no value compiles to a matcher that allows no token (for
+        validators and test suites) instead of raising UnsatisfiableSchemaError; generation
+        always refuses it, since no output could ever be complete.
 
     Raises
     ------
@@ -138,7 +151,7 @@ def compile_constraint(
     raw_key: tuple[Any, ...] | None = None
     if isinstance(response_format, dict):
         try:
-            raw_key = ("raw", json.dumps(response_format, ensure_ascii=False), whitespace, close_objects)
+            raw_key = ("raw", json.dumps(response_format, ensure_ascii=False), whitespace, close_objects, allow_empty)
         except (TypeError, ValueError):
             raw_key = None
     if raw_key is not None:
@@ -160,6 +173,10 @@ def compile_constraint(
     if grammar is None:
         try:
             grammar = eng.compile(engine_grammar(constraint))
+        except UnsatisfiableSchemaError:
+            if not allow_empty:
+                raise
+            return CompiledConstraint(constraint, eng, EmptyGrammar())  # not cached: rare, and cheap to redo
         except ConstrainError as exc:
             if exc.param is None:
                 exc.param = "response_format"

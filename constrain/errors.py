@@ -5,6 +5,7 @@ The tree::
     ConstrainError                      500  base class; never raised directly
     ├── InvalidRequestError             400  a request field is malformed or out of range
     │   ├── InvalidSchemaError          400  a JSON Schema is not valid against its meta-schema
+    │   │   └── UnsatisfiableSchemaError 400 a valid schema that no value matches
     │   ├── UnsupportedSchemaError      400  a valid schema uses a keyword we cannot enforce exactly
     │   ├── InvalidRegexError           400  a regex does not compile
     │   ├── InvalidGrammarError         400  a Lark grammar does not compile
@@ -58,6 +59,10 @@ class InvalidRequestError(ConstrainError):
 
 class InvalidSchemaError(InvalidRequestError):
     """A JSON Schema is not valid JSON, or not valid against its meta-schema."""
+
+
+class UnsatisfiableSchemaError(InvalidSchemaError):
+    """A valid JSON Schema that no value matches (``false``, ``{"enum": []}``): nothing could be generated."""
 
 
 class UnsupportedSchemaError(InvalidRequestError):

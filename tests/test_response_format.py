@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from pydantic import BaseModel
 
@@ -14,6 +15,7 @@ from constrain.errors import (
     InvalidRegexError,
     InvalidRequestError,
     InvalidSchemaError,
+    UnsatisfiableSchemaError,
     UnsupportedSchemaError,
 )
 
@@ -101,6 +103,25 @@ def test_unsupported_keyword_is_named_with_its_location(tokenizer):
     with pytest.raises(UnsupportedSchemaError) as info:
         compile_constraint({"type": "json", "value": schema}, tokenizer)
     assert info.value.keyword == "pattern" or "pattern" in info.value.message or "lookaround" in info.value.message
+
+
+@pytest.mark.parametrize("schema", [False, {"enum": []}, {"allOf": [{"type": "string"}, {"type": "integer"}]},
+                                    {"type": "object", "properties": {"a": False}, "required": ["a"]}])
+def test_a_schema_that_admits_nothing_is_refused_or_compiled_exactly(tokenizer, schema):
+    with pytest.raises(UnsatisfiableSchemaError) as info:
+        compile_constraint({"type": "json", "value": schema}, tokenizer)
+    assert info.value.status_code == 400 and info.value.param == "response_format.value"
+    # On request, the empty language itself: no token is ever allowed, not even EOS.
+    empty = compile_constraint({"type": "json", "value": schema}, tokenizer, allow_empty=True)
+    matcher = empty.matcher()
+    bits = np.full((empty.vocab_size + 31) // 32, -1, dtype=np.int32)
+    matcher.fill_bitmask(bits)
+    assert not bits.any()
+    assert not matcher.consume(tokenizer.encode("{", add_special_tokens=False)[0])
+    assert not matcher.is_accepting()
+    # ... and asking for it once does not change what the default call does.
+    with pytest.raises(UnsatisfiableSchemaError):
+        compile_constraint({"type": "json", "value": schema}, tokenizer)
 
 
 def test_compiled_constraints_are_cached(tokenizer):

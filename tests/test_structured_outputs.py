@@ -172,7 +172,7 @@ def test_max_tokens_too_small_to_close_gives_partial_text(model):
 
 
 def test_unique_items_of_strings_in_generation(model):
-    """The model wants to repeat itself; the matcher keeps the items distinct (engines/unique.py)."""
+    """The model wants to repeat itself; the matcher keeps the items distinct (engines/runtime.py)."""
     schema = {"type": "array", "items": {"type": "string", "maxLength": 12}, "minItems": 4, "maxItems": 4,
               "uniqueItems": True}
     messages = [{"role": "user", "content": "Repeat the word cat four times as a JSON list."}]
@@ -180,6 +180,19 @@ def test_unique_items_of_strings_in_generation(model):
                                 temperature=0)
     value = json.loads(out.choices[0].message.content)
     assert out.choices[0].finish_reason == "stop" and len(value) == len(set(value)) == 4
+    jsonschema.validate(value, schema)
+
+
+def test_contains_in_generation(model):
+    """The model counts on past 9: the matcher keeps the array open until 7 has appeared twice,
+    never lets a third 7 complete (engines/runtime.py), and the budget closer ends it in time."""
+    schema = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 99},
+              "contains": {"const": 7}, "minContains": 2, "maxContains": 2}
+    messages = [{"role": "user", "content": "List the numbers 1 to 9 as a JSON array."}]
+    out = model.chat_completion(messages, response_format={"type": "json", "value": schema}, max_tokens=80,
+                                temperature=0)
+    value = json.loads(out.choices[0].message.content)
+    assert value.count(7) == 2 and len(value) > 9
     jsonschema.validate(value, schema)
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from constrain.engines.base import CompiledGrammar, Engine, EngineGrammar, EngineName, JsonOptions, Matcher
+from constrain.engines.base import (
+    CompiledGrammar,
+    EmptyGrammar,
+    Engine,
+    EngineGrammar,
+    EngineName,
+    JsonOptions,
+    Matcher,
+)
 from constrain.errors import InvalidRequestError
 
 
@@ -45,6 +53,7 @@ def create_engine(name: str, tokenizer: Any, vocab_size: int | None = None) -> E
 __all__ = [
     "ENGINES",
     "CompiledGrammar",
+    "EmptyGrammar",
     "Engine",
     "EngineGrammar",
     "EngineName",

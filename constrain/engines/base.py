@@ -30,8 +30,8 @@ class EngineGrammar:
     kind: GrammarKind
     source: Any
     json: JsonOptions = field(default_factory=JsonOptions)
-    # Instance paths of arrays whose items the matcher keeps distinct (constrain.schema.unique).
-    unique_paths: tuple[tuple[Any, ...], ...] = ()
+    # Arrays whose uniqueItems/contains the matcher keeps: (instance path, ArrayRule), constrain.schema.runtime.
+    array_rules: tuple[tuple[Any, Any], ...] = ()
 
 
 class Matcher(Protocol):
@@ -76,3 +76,37 @@ class Engine(Protocol):
 
     def compile(self, grammar: EngineGrammar) -> CompiledGrammar:
         """Compile or raise a ``constrain.errors`` exception naming what is unsupported."""
+
+
+class EmptyMatcher:
+    """The matcher of a language with no member: no token (not even EOS) is ever allowed."""
+
+    def fill_bitmask(self, bitmask: np.ndarray) -> None:
+        bitmask[:] = 0
+
+    def consume(self, token_id: int) -> bool:
+        return False
+
+    def forced_tokens(self) -> list[int]:
+        return []
+
+    def is_accepting(self) -> bool:
+        return False
+
+    def is_stopped(self) -> bool:
+        return True
+
+    def rollback(self, num_tokens: int) -> None:
+        pass
+
+    def error(self) -> str | None:
+        return "the schema admits no value"
+
+
+class EmptyGrammar:
+    """A schema that admits nothing, compiled exactly (``compile_constraint(allow_empty=True)``)."""
+
+    grammar_text = "(no value matches)"
+
+    def matcher(self) -> Matcher:
+        return EmptyMatcher()

@@ -11,7 +11,7 @@ import llguidance.hf
 import numpy as np
 
 from constrain.engines.base import EngineGrammar, Matcher
-from constrain.engines.unique import TokenTable, UniqueItemsMatcher
+from constrain.engines.runtime import ArrayRulesMatcher, TokenTable
 from constrain.errors import (
     InvalidGrammarError,
     InvalidRegexError,
@@ -78,23 +78,23 @@ class LLGuidanceMatcher:
 
 
 class LLGuidanceGrammar:
-    __slots__ = ("grammar_text", "_tokenizer", "_limits", "_engine", "_unique_paths")
+    __slots__ = ("grammar_text", "_tokenizer", "_limits", "_engine", "_array_rules")
 
     def __init__(self, grammar_text: str, tokenizer: llguidance.LLTokenizer, limits: Any,
-                 engine: LLGuidanceEngine | None = None, unique_paths: tuple[Any, ...] = ()) -> None:
+                 engine: LLGuidanceEngine | None = None, array_rules: tuple[Any, ...] = ()) -> None:
         self.grammar_text = grammar_text
         self._tokenizer = tokenizer
         self._limits = limits
         self._engine = engine
-        self._unique_paths = unique_paths
+        self._array_rules = array_rules
 
     def matcher(self) -> Matcher:
         inner = LLGuidanceMatcher(
             llguidance.LLMatcher(self._tokenizer, self.grammar_text, log_level=0, limits=self._limits)
         )
-        if not self._unique_paths or self._engine is None:
+        if not self._array_rules or self._engine is None:
             return inner
-        return UniqueItemsMatcher(inner, self._engine.token_table(), self._unique_paths)
+        return ArrayRulesMatcher(inner, self._engine.token_table(), self._array_rules)
 
 
 class LLGuidanceEngine:
@@ -111,7 +111,7 @@ class LLGuidanceEngine:
         self._token_table: TokenTable | None = None
 
     def token_table(self) -> TokenTable:
-        """Every token's bytes, and what the unique-items matcher needs to know of them (made once)."""
+        """Every token's bytes, and what the array-rules matcher needs to know of them (made once)."""
         if self._token_table is None:
             self._token_table = TokenTable.build([self.tokenizer.decode_bytes([i]) for i in range(self.vocab_size)])
         return self._token_table
@@ -134,7 +134,7 @@ class LLGuidanceEngine:
         )
         if is_error:
             raise self._translate(grammar, messages[0] if messages else "unknown error")
-        return LLGuidanceGrammar(text, self.tokenizer, self.limits, self, grammar.unique_paths)
+        return LLGuidanceGrammar(text, self.tokenizer, self.limits, self, grammar.array_rules)
 
     @staticmethod
     def _translate(grammar: EngineGrammar, message: str) -> Exception:

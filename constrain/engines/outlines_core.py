@@ -150,10 +150,11 @@ class OutlinesCoreEngine:
         )
 
     def compile(self, grammar: EngineGrammar) -> OutlinesCoreGrammar:
-        if grammar.unique_paths:
+        if grammar.array_rules:
+            keyword = "uniqueItems" if grammar.array_rules[0][1].unique else "contains"
             raise UnsupportedSchemaError(
-                "uniqueItems over unbounded items is enforced by constrain's matcher on the engine "
-                "'llguidance' only", keyword="uniqueItems", pointer="")
+                f"{keyword} over unbounded items is enforced by constrain's matcher on the engine "
+                "'llguidance' only", keyword=keyword, pointer="")
         regex = self.regex(grammar)
         try:
             index = outlines_core.Index(regex, self.vocabulary)

@@ -1,9 +1,11 @@
 """Array keywords: intersection, complement, emptiness, and the exact forms of ``uniqueItems``/``contains``.
 
-``uniqueItems`` is exact when at most one item can exist, or when items come from a small
-finite set (each ordering of distinct values is spelled out); ``contains`` when every
-possible item satisfies it, or when arrays are short enough to name its position.
-Anything else is an UnsupportedSchemaError: a looser mask is never an option.
+``uniqueItems`` is exact in the grammar when at most one item can exist, or when items come
+from a small finite set (each ordering of distinct values is spelled out); ``contains`` when
+every possible item satisfies it (its counts are then lengths). Otherwise, when the caller
+allows it, the array is marked for the matcher (``schema/runtime.py``), which keeps items
+distinct and counts the items matching ``contains`` while tokens are generated. Anything
+else is an UnsupportedSchemaError: a looser mask is never an option.
 """
 
 from __future__ import annotations
@@ -12,7 +14,16 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from constrain.schema.flat import MAX_BRANCHES, UNIQUE_AT_RUNTIME, Dnf, Flat, is_true, unsupported
+from constrain.schema.flat import (
+    CONTAINS_AT_RUNTIME,
+    CONTAINS_SOURCE,
+    MAX_BRANCHES,
+    UNIQUE_AT_RUNTIME,
+    Dnf,
+    Flat,
+    is_true,
+    unsupported,
+)
 
 Conj = Callable[[list[Any], str], Any]
 
@@ -41,7 +52,7 @@ def merge(a: Flat, b: Flat, out: Flat, conj: Conj, pointer: str) -> None:
     if "contains" in a and "contains" in b:
         raise unsupported("two `contains` in one schema cannot be combined", "contains", pointer)
     for x in (a, b):
-        for key in ("contains", "minContains", "maxContains"):
+        for key in ("contains", "minContains", "maxContains", CONTAINS_SOURCE):
             if key in x:
                 out[key] = x[key]
 
@@ -82,14 +93,15 @@ def negate(flat: Flat, negate_node: Callable[[Any, str], Any], pointer: str) -> 
 
 
 def finish(flat: Flat, values_of: Callable[[Any], list[Any] | None], conj: Conj, pointer: str,
-           runtime_unique: bool = False) -> Dnf:
+           at_runtime: bool = False) -> Dnf:
     """``flat`` with ``uniqueItems`` and ``contains`` rewritten into exact native forms (or an error).
 
-    With ``runtime_unique``, a ``uniqueItems`` over unbounded items is left to the matcher: the
-    flat keeps a marker that ``schema/unique.py`` turns into a path the matcher watches.
+    With ``at_runtime``, a ``uniqueItems`` over unbounded items, or a ``contains`` that is not
+    about every item, is left to the matcher: the flat keeps a marker that ``schema/runtime.py``
+    turns into a path the matcher watches.
     """
     if "contains" in flat or "minContains" in flat or "maxContains" in flat:
-        flat = _contains(flat, values_of, conj, pointer)
+        flat = _contains(flat, conj, pointer, at_runtime)
     if not flat.get("uniqueItems"):
         flat.pop("uniqueItems", None)
         return [flat]
@@ -105,7 +117,8 @@ def finish(flat: Flat, values_of: Callable[[Any], list[Any] | None], conj: Conj,
     no_more = flat.get("items") is False or (high is not None and high <= len(prefix))
     item_values = [] if no_more else values_of(flat.get("items", True))
     choices = [values_of(_at(flat, i)) for i in range(len(prefix))]
-    if (item_values is None or any(c is None for c in choices)) and runtime_unique:
+    spelled = item_values is not None and all(c is not None for c in choices) and CONTAINS_AT_RUNTIME not in flat
+    if not spelled and at_runtime:
         return [{**flat, UNIQUE_AT_RUNTIME: True}]
     if item_values is None or any(c is None for c in choices):
         raise unsupported("uniqueItems is exact only when items come from a finite set (enum, const, boolean, "
@@ -143,9 +156,11 @@ def _dedupe(values: list[Any]) -> list[Any]:
     return out
 
 
-def _contains(flat: Flat, values_of: Callable[[Any], list[Any] | None], conj: Conj, pointer: str) -> Flat:
+def _contains(flat: Flat, conj: Conj, pointer: str, at_runtime: bool) -> Flat:
     where = f"{pointer}/contains"
     flat = dict(flat)
+    source = flat.pop(CONTAINS_SOURCE, None)
+    flat.pop(CONTAINS_AT_RUNTIME, None)
     if "contains" not in flat:  # minContains/maxContains without contains say nothing
         flat.pop("minContains", None)
         flat.pop("maxContains", None)
@@ -153,6 +168,11 @@ def _contains(flat: Flat, values_of: Callable[[Any], list[Any] | None], conj: Co
     schema = flat.pop("contains")
     low = flat.pop("minContains", 1)
     high = flat.pop("maxContains", None)
+    if high is not None and high < low:
+        flat["minItems"], flat["maxItems"] = 1, 0  # no count fits: no array
+        return flat
+    if low == 0 and high is None:
+        return flat  # at least zero matches: every array
     if schema is True or schema == {}:
         # Every item matches: contains bounds are item-count bounds.
         if low:
@@ -172,4 +192,14 @@ def _contains(flat: Flat, values_of: Callable[[Any], list[Any] | None], conj: Co
             if high is not None:
                 flat["maxItems"] = min(flat.get("maxItems", high), high)
             return flat
-    raise unsupported("contains is exact only when every item satisfies it", "contains", where)
+    if not at_runtime or source is None:
+        reason = "its schema uses references" if at_runtime else "not every item satisfies it"
+        raise unsupported(f"contains cannot be enforced exactly here: {reason}", "contains", where)
+    if low and "maxItems" in flat:
+        # The matcher cannot look ahead: it could fill the array with non-matching items first.
+        raise unsupported("contains with minContains > 0 next to maxItems cannot be enforced without dead ends",
+                          "contains", where)
+    # Kept as written (for later intersections and value checks) and marked for the matcher.
+    kept = {"contains": schema, "minContains": low, **({} if high is None else {"maxContains": high})}
+    return {**flat, **kept, CONTAINS_SOURCE: source,
+            CONTAINS_AT_RUNTIME: {"schema": source, "min": low, "max": high}}

@@ -129,8 +129,6 @@ def check_schema(schema: Any, *, param: str = "schema") -> Any:
         raise InvalidSchemaError(
             f"`{param}` must be a JSON Schema object (or boolean), got {type(schema).__name__}", param=param
         )
-    if schema is False:
-        raise InvalidSchemaError(f"`{param}` is the schema `false`, which no output can match", param=param)
     if isinstance(schema, dict):
         if not isinstance(schema.get("$schema", ""), str):
             raise InvalidSchemaError(f"`{param}.$schema` must be a string", param=f"{param}.$schema")

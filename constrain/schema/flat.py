@@ -26,10 +26,14 @@ MAX_BRANCHES = 64
 # What each keyword constrains; a keyword of one kind says nothing about values of another.
 OBJECT_KEYWORDS = ("properties", "patternProperties", "additionalProperties", "required", "minProperties",
                    "maxProperties")
-# A private marker: an array whose items the matcher keeps distinct (schema/unique.py, engines/unique.py).
+# Private markers of arrays whose rules the matcher keeps (schema/runtime.py, engines/runtime.py):
+# distinct items; items matching a schema counted. The source is the user's `contains` subschema,
+# self-contained, which the matcher validates items against.
 UNIQUE_AT_RUNTIME = "_unique_at_runtime"
+CONTAINS_AT_RUNTIME = "_contains_at_runtime"
+CONTAINS_SOURCE = "_contains_source"
 ARRAY_KEYWORDS = ("prefixItems", "items", "minItems", "maxItems", "uniqueItems", "contains", "minContains",
-                  "maxContains", UNIQUE_AT_RUNTIME)
+                  "maxContains", UNIQUE_AT_RUNTIME, CONTAINS_AT_RUNTIME, CONTAINS_SOURCE)
 STRING_KEYWORDS = ("minLength", "maxLength", "pattern", "format", "contentEncoding", "contentMediaType",
                    "contentSchema", "_patterns")
 NUMBER_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")

@@ -25,15 +25,25 @@ from urllib.parse import urljoin
 
 import jsonschema
 
-from constrain.errors import InvalidSchemaError, UnsupportedSchemaError
+from constrain.errors import InvalidSchemaError, UnsatisfiableSchemaError, UnsupportedSchemaError
 from constrain.schema import arrays, objects
 from constrain.schema.combinators import Algebra
 from constrain.schema.dialects import DRAFT2019, at_least, dependencies_2019, dialect_of, upgrade
-from constrain.schema.flat import NATIVE, UNIQUE_AT_RUNTIME, Dnf, Flat, from_node, to_node, unsupported
+from constrain.schema.flat import (
+    CONTAINS_AT_RUNTIME,
+    CONTAINS_SOURCE,
+    NATIVE,
+    UNIQUE_AT_RUNTIME,
+    Dnf,
+    Flat,
+    from_node,
+    to_node,
+    unsupported,
+)
 from constrain.schema.patterns import ecma_to_engine
 from constrain.schema.refs import ROOT_URI, RefIndex, escape
+from constrain.schema.runtime import ArrayRule, Path, split_runtime
 from constrain.schema.strings import rewrite_string_keywords
-from constrain.schema.unique import split_unique
 
 _COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains",
            "maxContains")
@@ -41,24 +51,27 @@ _APPLICATORS = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", 
                 "$dynamicRef", "$recursiveRef")
 
 
-def normalize_unique(schema: Any, *, close_objects: bool = False, param: str = "schema") -> tuple[Any, tuple[Any, ...]]:
-    """Like :func:`normalize`, but ``uniqueItems`` with no exact grammar form is left to the matcher:
-    (the schema for the engine, the instance paths of the arrays the matcher keeps distinct)."""
-    return normalize(schema, close_objects=close_objects, param=param, unique_at_runtime=True)
+def normalize_with_rules(schema: Any, *, close_objects: bool = False,
+                         param: str = "schema") -> tuple[Any, tuple[tuple[Path, ArrayRule], ...]]:
+    """Like :func:`normalize`, but ``uniqueItems`` and ``contains`` with no exact grammar form are
+    left to the matcher: (the schema for the engine, the arrays the matcher watches and their rules)."""
+    return normalize(schema, close_objects=close_objects, param=param, at_runtime=True)
 
 
-def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema", unique_at_runtime: bool = False) -> Any:
+def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema", at_runtime: bool = False) -> Any:
     """An equivalent schema for the engine; with ``close_objects``, objects allow declared properties only.
 
     Raises UnsupportedSchemaError (``param`` names the field: ``schema.properties.x.oneOf``)
-    for a keyword that has no exact engine form, InvalidSchemaError when nothing can match.
+    for a keyword that has no exact engine form, UnsatisfiableSchemaError when nothing can match.
     """
+    if schema is False:
+        raise UnsatisfiableSchemaError(f"`{param}` is the schema `false`, which no output can match", param=param)
     try:
-        normalizer = Normalizer(schema, close_objects, unique_at_runtime)
+        normalizer = Normalizer(schema, close_objects, at_runtime)
         out = normalizer.run()
-        if not unique_at_runtime:
+        if not at_runtime:
             return out
-        return split_unique(out) if normalizer.marked_unique else (out, ())
+        return split_runtime(out) if normalizer.marked else (out, ())
     except UnsupportedSchemaError as exc:
         _name_the_users_keyword(schema, exc)
         if exc.param is None:
@@ -109,11 +122,11 @@ def _name_the_users_keyword(schema: Any, exc: UnsupportedSchemaError) -> None:
 class Normalizer:
     """One normalisation: the reference index, the normalised definitions, the validator for values."""
 
-    def __init__(self, schema: Any, close_objects: bool, unique_at_runtime: bool = False) -> None:
+    def __init__(self, schema: Any, close_objects: bool, at_runtime: bool = False) -> None:
         self.root = schema
         self.close_objects = close_objects
-        self.unique_at_runtime = unique_at_runtime
-        self.marked_unique = False  # some array's uniqueItems is left to the matcher
+        self.at_runtime = at_runtime
+        self.marked = False  # some array's uniqueItems or contains is left to the matcher
         self.dialect = dialect_of(schema)
         self.schema_uri = schema.get("$schema") if isinstance(schema, dict) else None
         self.index = RefIndex(schema, self.dialect)
@@ -128,7 +141,7 @@ class Normalizer:
     def run(self) -> Any:
         dnf = self.norm(self.root, ROOT_URI, "")
         if not dnf:
-            raise InvalidSchemaError("the schema admits no value (it is unsatisfiable)")
+            raise UnsatisfiableSchemaError("the schema admits no value (it is unsatisfiable)")
         node = to_node(dnf)
         used = self._reachable(node)
         if used:
@@ -204,9 +217,8 @@ class Normalizer:
         out: Dnf = []
         for flat in dnf:
             if any(k in flat for k in ("uniqueItems", "contains", "minContains", "maxContains")):
-                for done in arrays.finish(flat, self._values_of, self.algebra.conj, pointer,
-                                          self.unique_at_runtime):
-                    self.marked_unique = self.marked_unique or UNIQUE_AT_RUNTIME in done
+                for done in arrays.finish(flat, self._values_of, self.algebra.conj, pointer, self.at_runtime):
+                    self.marked = self.marked or UNIQUE_AT_RUNTIME in done or CONTAINS_AT_RUNTIME in done
                     out.extend(self.algebra.prune(done, pointer=pointer))
             elif "minProperties" in flat or "maxProperties" in flat:
                 out.extend(objects.split_counts(flat))
@@ -244,8 +256,8 @@ class Normalizer:
         """The node's own (non-applicator) keywords as one flat, children normalised."""
         flat: Flat = {}
         for key, value in node.items():
-            if key not in NATIVE or key in ("$ref", "enum"):
-                continue
+            if key not in NATIVE or key in ("$ref", "enum") or key.startswith("_"):
+                continue  # private keys are the normaliser's own, never a user's
             where = f"{pointer}/{key}"
             if key in ("properties", "patternProperties"):
                 flat[key] = {name: to_node(self.norm(sub, base, f"{where}/{escape(name)}"))
@@ -254,6 +266,8 @@ class Normalizer:
                 flat[key] = [to_node(self.norm(sub, base, f"{where}/{i}")) for i, sub in enumerate(value)]
             elif key in ("items", "additionalProperties", "contains"):
                 flat[key] = to_node(self.norm(value, base, where))
+                if key == "contains":
+                    flat[CONTAINS_SOURCE] = self._standalone(value)
             elif key in _COUNTS:
                 flat[key] = int(value)
             elif key == "type":
@@ -281,16 +295,15 @@ class Normalizer:
     def _unevaluated(self, node: dict[str, Any], flat: Flat, base: str, pointer: str) -> None:
         """``unevaluated*`` equals ``additional*`` when no in-place applicator can evaluate more."""
         applied = [k for k in _APPLICATORS if k in node]
-        for key, same, sibling in (("unevaluatedProperties", "additionalProperties", None),
-                                   ("unevaluatedItems", "items", "prefixItems")):
+        for key, same in (("unevaluatedProperties", "additionalProperties"), ("unevaluatedItems", "items")):
             if key not in node:
                 continue
-            if applied or same in node:
+            # `contains` evaluates the items it matches (2020-12): another applicator here.
+            if applied or same in node or (key == "unevaluatedItems" and "contains" in node):
                 if node[key] is True or node[key] == {}:
                     continue
                 raise unsupported(f"{key} next to applicators cannot be expressed exactly", key, pointer)
             flat[same] = to_node(self.norm(node[key], base, f"{pointer}/{key}"))
-            del sibling
 
     # ------------------------------------------------------------------ references
 
@@ -337,8 +350,20 @@ class Normalizer:
 
     # ------------------------------------------------------------------ helpers
 
+    def _standalone(self, node: Any) -> str | None:
+        """``node`` as a schema of its own (canonical text), for the matcher to validate items
+        against; None when it refers elsewhere (``$ref``, ``$id``...)."""
+        text = json.dumps(node, ensure_ascii=False, separators=(",", ":"))
+        if not isinstance(node, dict) or any(f'"{k}"' in text for k in ("$ref", "$dynamicRef", "$recursiveRef",
+                                                                          "$id", "$anchor")):
+            return None
+        uri = self.schema_uri or "https://json-schema.org/draft/2020-12/schema"
+        return json.dumps({"$schema": uri, **node}, ensure_ascii=False, separators=(",", ":"))
+
     def _valid_flat(self, value: Any, flat: Flat) -> bool:
-        schema = dict(flat)
+        schema = {k: v for k, v in flat.items() if k not in (CONTAINS_SOURCE, CONTAINS_AT_RUNTIME, UNIQUE_AT_RUNTIME)}
+        if flat.get(UNIQUE_AT_RUNTIME):
+            schema["uniqueItems"] = True  # what the marker stands for
         patterns = schema.pop("_patterns", [])
         if patterns:
             schema = {"allOf": [schema, *({"pattern": p} for p in patterns)]}

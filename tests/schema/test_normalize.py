@@ -337,8 +337,54 @@ def test_contains_every_item_matches(tokenizer):
     check(tokenizer, schema, valid=[[1, 2], [1, 2, 3]], invalid=[[], [1], ["a", 1]])
 
 
-def test_contains_without_exact_form_is_an_error():
+def test_contains_without_grammar_form():
+    """The grammar alone cannot count matches (plain ``normalize`` refuses); the matcher does (below)."""
     assert unsupported({"type": "array", "contains": {"const": 1}}).keyword == "contains"
+
+
+@pytest.mark.parametrize(
+    ("schema", "valid", "invalid"),
+    [
+        # no type: non-arrays are valid, and `minimum` says nothing of strings
+        ({"contains": {"minimum": 5}}, [[3, 4, 5], [6], ["a"], {"a": 1}, 5], [[], [1, 2], [4.5]]),
+        ({"contains": {"const": 1}, "minContains": 2}, [[1, 1], [1, 2, 1.0]], [[1], [1, 2], []]),
+        ({"contains": {"const": 1}, "maxContains": 1}, [[1], [2, 1, 3]], [[1, 1], [], [2]]),
+        ({"contains": {"const": 1}, "minContains": 0, "maxContains": 1}, [[], [2], [1]], [[1, 1], [1, 2, 1]]),
+        ({"contains": {"const": 1}, "minContains": 3, "maxContains": 2}, [1, "x"], [[1, 1, 1], []]),
+        # nested, and with uniqueItems on the same array
+        ({"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "string"}, "uniqueItems": True,
+                                                  "contains": {"pattern": "^\\d"}, "maxContains": 2}}},
+         [{"xs": ["1", "a"]}, {"xs": ["1", "2", "b"]}, {}], [{"xs": ["a"]}, {"xs": ["1", "1"]}, {"xs": ["1", "2", "3"]}]),
+        # items that are objects: counted when they close
+        ({"type": "array", "items": {"type": "object"}, "contains": {"required": ["id"]}},
+         [[{"id": 1}], [{}, {"id": {"x": [1]}}]], [[{}], [{"x": {"id": 1}}]]),
+    ],
+)
+def test_contains_is_counted_by_the_matcher(tokenizer, schema, valid, invalid):
+    check(tokenizer, schema, valid, invalid)
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [("[1,1]", True), ("[1]", False), ("[1,2,3]", False), ("[2,1,3,1]", True), ("[1,1,1]", False), ('["1",1,1]', True)],
+)
+def test_contains_masks_closing_and_extra_matches(tokenizer, text, ok):
+    schema = {"type": "array", "contains": {"type": "integer", "const": 1}, "minContains": 2, "maxContains": 2}
+    assert _mask_walk(tokenizer, schema, text) is ok
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "array", "contains": {"$ref": "#/$defs/one"}, "$defs": {"one": {"const": 1}}},
+        # the matcher cannot look ahead: three slots could all be filled before a match
+        {"type": "array", "contains": {"const": 1}, "maxItems": 3},
+    ],
+)
+def test_contains_the_matcher_cannot_keep_is_an_error(tokenizer, schema):
+    with pytest.raises(UnsupportedSchemaError) as info:
+        compile_constraint({"type": "json", "value": schema}, tokenizer)
+    assert info.value.keyword == "contains"
 
 
 def test_lone_min_contains_is_ignored(tokenizer):

@@ -1,13 +1,15 @@
-"""A matcher that keeps the items of watched arrays distinct, on top of any engine's matcher.
+"""A matcher that keeps array rules no grammar can express, on top of any engine's matcher.
 
-``uniqueItems`` over unbounded items has no grammar; ``constrain.schema.unique`` says where such
-arrays stand (instance paths). This wrapper follows the JSON being written (a small scanner
-over the token bytes), and at each mask removes every token that would complete an item equal
-(in JSON Schema's sense: ``1 == 1.0``, key order ignored) to an earlier item of the same
-watched array. Tokens are only ever removed, so the language can only shrink to the exact one.
+``uniqueItems`` and ``contains`` over unbounded items have no grammar; ``constrain.schema.runtime``
+says where such arrays stand (instance paths) and what each must keep. This wrapper follows the
+JSON being written (a small scanner over the token bytes), and at each mask removes every
+token that would complete an item equal (in JSON Schema's sense: ``1 == 1.0``, key order
+ignored) to an earlier item of a unique array, complete one match of ``contains`` too many, or
+close the array with too few. Tokens are only ever removed, so the language can only shrink to
+the exact one.
 
 Only tokens holding a byte that can end a value (a quote, comma, bracket, brace, whitespace)
-can complete an item, and only while a watched array is open is anything checked.
+can complete an item or close an array, and only while a watched array is open is anything checked.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import numpy as np
 
 from constrain.engines.base import Matcher
 from constrain.nesting import string_char
-from constrain.schema.unique import Path, matches
+from constrain.schema.check import validate_instance
+from constrain.schema.runtime import ArrayRule, Path, matches
 
 _ENDERS = frozenset(b'"]},} \n\r\t')
 _DELIMS = frozenset(b"]},} \n\r\t")  # what ends a number or literal
@@ -44,7 +47,8 @@ def canonical(value: Any) -> Any:
 class _Frame:
     kind: str  # "o" or "a"
     path: Path
-    unique: bool = False
+    rule: ArrayRule | None = None  # arrays the matcher watches
+    count: int = 0  # items matching the rule's `contains` so far
     index: int = 0  # arrays: the current item's index
     key: str | None = None  # objects: the key whose value comes next
     expect_key: bool = True  # objects: a key (or "}") comes next
@@ -55,8 +59,8 @@ class _Frame:
 class _Scanner:
     """Where the output stands in its JSON: open containers, strings, scalars; watched items."""
 
-    def __init__(self, unique_paths: tuple[Path, ...]) -> None:
-        self.unique_paths = unique_paths
+    def __init__(self, rules: tuple[tuple[Path, ArrayRule], ...]) -> None:
+        self.rules = rules
         self.buf = bytearray()
         self.stack: list[_Frame] = []
         self.in_string = False
@@ -84,14 +88,16 @@ class _Scanner:
 
     @property
     def watching(self) -> bool:
-        return any(f.unique for f in self.stack)
+        return any(f.rule for f in self.stack)
 
     def string_targets(self) -> list[bytes] | None:
         """Inside a string item of the innermost watched array: the byte runs that, followed by a
         quote, would finish a string already seen there. None when that cannot be told cheaply
         (escape pending, a split UTF-8 character): then every token is tried."""
         top = self.stack[-1]
-        if not self.in_string or self.escaped or not top.unique or top.item_start is None:
+        if not self.in_string or self.escaped or top.rule is None or top.item_start is None:
+            return None
+        if top.rule.contains is not None:  # any string item may count: every closing quote is tried
             return None
         try:
             prefix = json.loads(bytes(self.buf[top.item_start :]) + b'"')
@@ -104,7 +110,7 @@ class _Scanner:
         """The fewest ``]``/``}`` a token must hold to complete an item of a watched array:
         the containers open inside the innermost watched array's current item."""
         for depth in range(len(self.stack) - 1, -1, -1):
-            if self.stack[depth].unique:
+            if self.stack[depth].rule:
                 return len(self.stack) - 1 - depth
         return 0
 
@@ -116,27 +122,32 @@ class _Scanner:
 
     def _start_value(self) -> None:
         top = self.stack[-1] if self.stack else None
-        if top is not None and top.kind == "a" and top.unique and top.item_start is None:
+        if top is not None and top.kind == "a" and top.rule and top.item_start is None:
             top.item_start = len(self.buf) - 1
 
     def _end_value(self, end: int, commit: bool) -> bool:
-        """A value ended at ``end`` (exclusive); False if it completes a duplicate item."""
+        """A value ended at ``end`` (exclusive); False if the item breaks its array's rule."""
         top = self.stack[-1] if self.stack else None
-        if top is None or top.kind != "a" or not top.unique or top.item_start is None:
+        if top is None or top.kind != "a" or top.rule is None or top.item_start is None:
             return True
         text = bytes(self.buf[top.item_start : end]).decode("utf-8", errors="strict")
-        value = canonical(json.loads(text, parse_float=Decimal, parse_int=Decimal))
-        if value in top.seen:
-            return False
-        if commit:
-            top.seen.add(value)
-        else:  # a trial copy: keep its own additions apart from the shared set
-            top.seen = {*top.seen, value}
+        if top.rule.contains is not None and validate_instance(top.rule.contains, json.loads(text)) is None:
+            if top.rule.max_contains is not None and top.count >= top.rule.max_contains:
+                return False
+            top.count += 1
+        if top.rule.unique:
+            value = canonical(json.loads(text, parse_float=Decimal, parse_int=Decimal))
+            if value in top.seen:
+                return False
+            if commit:
+                top.seen.add(value)
+            else:  # a trial copy: keep its own additions apart from the shared set
+                top.seen = {*top.seen, value}
         top.item_start = None
         return True
 
     def feed(self, data: bytes, commit: bool = True) -> bool:
-        """Advance over ``data``; False as soon as a watched item would repeat an earlier one."""
+        """Advance over ``data``; False as soon as a watched array's rule would be broken."""
         for byte in data:
             self.buf.append(byte)
             ch = chr(byte)
@@ -166,10 +177,12 @@ class _Scanner:
             elif ch in "[{":
                 self._start_value()
                 path = self._value_path()
-                unique = ch == "[" and any(matches(p, path) for p in self.unique_paths)
-                self.stack.append(_Frame("a" if ch == "[" else "o", path, unique=unique))
+                rule = next((r for p, r in self.rules if matches(p, path)), None) if ch == "[" else None
+                self.stack.append(_Frame("a" if ch == "[" else "o", path, rule=rule))
             elif ch in "]}":
-                self.stack.pop()
+                closed = self.stack.pop()
+                if closed.rule and closed.rule.contains is not None and closed.count < closed.rule.min_contains:
+                    return False
                 if not self._end_value(len(self.buf), commit):
                     return False
             elif ch == ",":
@@ -186,19 +199,19 @@ class _Scanner:
         return True
 
 
-class UniqueItemsMatcher:
-    """``inner`` plus distinct items in the arrays at ``unique_paths``; same Matcher protocol."""
+class ArrayRulesMatcher:
+    """``inner`` plus the array rules at their paths (``schema.runtime``); same Matcher protocol."""
 
-    def __init__(self, inner: Matcher, table: TokenTable, unique_paths: tuple[Path, ...]) -> None:
+    def __init__(self, inner: Matcher, table: TokenTable, rules: tuple[tuple[Path, ArrayRule], ...]) -> None:
         self.inner = inner
         self.table = table
         self.token_bytes = table.token_bytes
-        self.unique_paths = unique_paths
-        self.scanner = _Scanner(unique_paths)
+        self.rules = rules
+        self.scanner = _Scanner(rules)
         self.tokens: list[int] = []
         self._error: str | None = None
 
-    def _completes_duplicate(self, token: int) -> bool:
+    def _breaks_rule(self, token: int) -> bool:
         return self.scanner.trial([self.token_bytes[token]]) == 0
 
     def fill_bitmask(self, bitmask: np.ndarray) -> None:
@@ -209,7 +222,7 @@ class UniqueItemsMatcher:
         words = bitmask.view(np.uint32)
         allowed = ((words[t.enders >> 5] >> (t.enders & 31).astype(np.uint32)) & 1).astype(bool)
         for token in self._candidates(allowed):
-            if self._completes_duplicate(token):
+            if self._breaks_rule(token):
                 words[token >> 5] &= np.uint32(~(1 << (token & 31)) & 0xFFFFFFFF)
 
     def _candidates(self, allowed: np.ndarray) -> list[int]:
@@ -234,7 +247,7 @@ class UniqueItemsMatcher:
 
     def consume(self, token_id: int) -> bool:
         if token_id < len(self.token_bytes) and not self.scanner.feed(self.token_bytes[token_id]):
-            self._error = "the token would repeat an item of an array whose items must be unique"
+            self._error = "the token would break an array's uniqueItems or contains rule"
             return False
         self.tokens.append(token_id)
         return self.inner.consume(token_id)
@@ -254,7 +267,7 @@ class UniqueItemsMatcher:
     def rollback(self, num_tokens: int) -> None:
         self.inner.rollback(num_tokens)
         kept = self.tokens[: len(self.tokens) - num_tokens]
-        self.scanner, self.tokens = _Scanner(self.unique_paths), []
+        self.scanner, self.tokens = _Scanner(self.rules), []
         for token in kept:
             self.scanner.feed(self.token_bytes[token])
             self.tokens.append(token)

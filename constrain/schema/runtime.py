@@ -1,22 +1,30 @@
-"""``uniqueItems`` that no grammar can express: where in the output the matcher must enforce it.
+"""Array rules no grammar can express, and where in the output the matcher must enforce them.
 
-A grammar cannot say "no two items equal" over unbounded items (strings, numbers, objects).
-The normaliser leaves a marker on such arrays; ``split_unique`` removes the markers and
-returns the places they stand as instance paths: object keys, any key (but the declared
-ones), array indexes, any index. ``constrain.engines.unique`` then watches the arrays at those
-paths while tokens are generated and never lets an item complete that equals an earlier one.
+A grammar cannot say "no two items equal" (``uniqueItems``) or "between k and m items match
+this schema" (``contains`` with ``minContains``/``maxContains``) over unbounded items. The
+normaliser leaves a marker on such arrays; ``split_runtime`` removes the markers and returns
+the places they stand as instance paths (object keys, any key but the declared ones, array
+indexes, any index), each with its ``ArrayRule``. ``constrain.engines.runtime`` watches the
+arrays at those paths while tokens are generated: an item that would repeat an earlier one,
+or a match beyond ``maxContains``, never completes; the array never closes short of
+``minContains``.
 
-That is exact only if the path alone tells whether an array there must be unique. So any other
-array that may stand at an overlapping path without the marker, and markers under recursive
-``$ref``s (unbounded paths), are refused with a clear error, as before.
+That is exact only if the path alone tells which rule applies. So any other array that may
+stand at an overlapping path with another rule (or none), and markers under recursive
+``$ref``s (unbounded paths), are refused with a clear error.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from constrain.schema.flat import UNIQUE_AT_RUNTIME, unsupported
+from constrain.schema.flat import CONTAINS_AT_RUNTIME, CONTAINS_SOURCE, UNIQUE_AT_RUNTIME, unsupported
+
+MARKERS = (UNIQUE_AT_RUNTIME, CONTAINS_AT_RUNTIME, CONTAINS_SOURCE)
+# What a contains marker stands in for: the engine sees none of it.
+_CONTAINS_KEYWORDS = ("contains", "minContains", "maxContains")
 
 Path = tuple[Any, ...]  # str key | int index | AnyKey | ANY_INDEX
 
@@ -35,10 +43,31 @@ class AnyKey(tuple):
 ANY_INDEX = ("any index",)
 
 
-def split_unique(schema: Any) -> tuple[Any, tuple[Path, ...]]:
-    """(the schema without markers, the paths of arrays whose items must be distinct)."""
+@dataclass(frozen=True)
+class ArrayRule:
+    """What the matcher keeps true of one array's items."""
+
+    unique: bool = False
+    # A self-contained JSON Schema (canonical text) that ``min_contains``..``max_contains`` items match.
+    contains: str | None = None
+    min_contains: int = 1
+    max_contains: int | None = None
+
+    @classmethod
+    def of(cls, node: dict[str, Any]) -> ArrayRule | None:
+        """The rule a normalised node's markers ask for (None when it has none)."""
+        contains = node.get(CONTAINS_AT_RUNTIME)
+        if not node.get(UNIQUE_AT_RUNTIME) and not contains:
+            return None
+        if not contains:
+            return cls(unique=True)
+        return cls(bool(node.get(UNIQUE_AT_RUNTIME)), contains["schema"], contains["min"], contains["max"])
+
+
+def split_runtime(schema: Any) -> tuple[Any, tuple[tuple[Path, ArrayRule], ...]]:
+    """(the schema without markers, the paths of the arrays the matcher watches, with their rules)."""
     defs = schema.get("$defs", {}) if isinstance(schema, dict) else {}
-    unique: list[Path] = []
+    ruled: list[tuple[Path, ArrayRule]] = []
     free: list[Path] = []
 
     def walk(node: Any, path: Path, refs: tuple[str, ...]) -> None:
@@ -49,15 +78,20 @@ def split_unique(schema: Any) -> tuple[Any, tuple[Path, ...]]:
         if "$ref" in node:
             name = str(node["$ref"]).rsplit("/", 1)[-1]
             if name in refs:  # recursion: fine unless a marker is reachable inside it
-                if UNIQUE_AT_RUNTIME in _text(defs.get(name)):
-                    raise unsupported("uniqueItems inside a recursive $ref cannot be enforced",
-                                      "uniqueItems", "")
+                text = _text(defs.get(name))
+                for marker, keyword in ((UNIQUE_AT_RUNTIME, "uniqueItems"), (CONTAINS_AT_RUNTIME, "contains")):
+                    if marker in text:
+                        raise unsupported(f"{keyword} inside a recursive $ref cannot be enforced", keyword, "")
                 return
             walk(defs.get(name, True), path, (*refs, name))
         for branch in node.get("anyOf", []):
             walk(branch, path, refs)
         if _may_be_array(node):
-            (unique if node.get(UNIQUE_AT_RUNTIME) else free).append(path)
+            rule = ArrayRule.of(node)
+            if rule is None:
+                free.append(path)
+            else:
+                ruled.append((path, rule))
         for key, sub in node.get("properties", {}).items():
             walk(sub, (*path, key), refs)
         for sub in node.get("patternProperties", {}).values():
@@ -75,13 +109,14 @@ def split_unique(schema: Any) -> tuple[Any, tuple[Path, ...]]:
             free.append((*path, ANY_INDEX))
 
     walk(schema, (), ())
-    for path in unique:
-        for other in free:
-            if _overlap(path, other):
-                raise unsupported(
-                    f"uniqueItems at {_show(path)} shares its place with an array that need not be unique, "
-                    "so the matcher could not tell which rule applies", "uniqueItems", "")
-    return _strip(schema), tuple(dict.fromkeys(unique))
+    for index, (path, rule) in enumerate(ruled):
+        others = [*free, *(p for p, r in ruled[index + 1:] if r != rule)]
+        if any(_overlap(path, other) for other in others):
+            keyword = "uniqueItems" if rule.unique else "contains"
+            raise unsupported(
+                f"{keyword} at {_show(path)} shares its place with an array under other rules, "
+                "so the matcher could not tell which rule applies", keyword, "")
+    return _strip(schema), tuple(dict.fromkeys(ruled))
 
 
 def matches(pattern: Path, path: Path) -> bool:
@@ -138,7 +173,8 @@ def _compatible(x: Any, y: Any) -> bool:
 
 def _strip(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _strip(v) for k, v in node.items() if k != UNIQUE_AT_RUNTIME}
+        drop = (*MARKERS, *_CONTAINS_KEYWORDS) if CONTAINS_AT_RUNTIME in node else MARKERS
+        return {k: _strip(v) for k, v in node.items() if k not in drop}
     if isinstance(node, list):
         return [_strip(v) for v in node]
     return node
