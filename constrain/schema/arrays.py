@@ -133,6 +133,8 @@ def finish(flat: Flat, values_of: Callable[[Any], list[Any] | None], conj: Conj,
             if all(_member(values[i], choices[i] if i < len(prefix) else item_values) for i in range(length)):
                 out.append({"enum": [values]})
                 if len(out) > MAX_BRANCHES * 8:
+                    if at_runtime:  # too many to spell out: the matcher keeps them distinct instead
+                        return [{**flat, UNIQUE_AT_RUNTIME: True}]
                     raise unsupported("uniqueItems over this many values spells out too many arrays",
                                       "uniqueItems", pointer)
     return [{"enum": [v for f in out for v in f["enum"]]}] if out else []

@@ -17,6 +17,7 @@ from typing import Any
 from constrain.schema import arrays, objects, scalars
 from constrain.schema.flat import (
     ALL_KINDS,
+    ARRAY_RULES,
     MAX_BRANCHES,
     Dnf,
     Flat,
@@ -31,9 +32,12 @@ from constrain.schema.flat import (
 class Algebra:
     """Set operations on Dnfs. ``deref`` expands a ``$ref`` flat; ``valid`` checks a value against a flat."""
 
-    def __init__(self, deref: Callable[[Flat, str], Dnf], valid: Callable[[Any, Flat], bool]) -> None:
+    def __init__(self, deref: Callable[[Flat, str], Dnf], valid: Callable[[Any, Flat], bool],
+                 finish_arrays: Callable[[Flat, str], Dnf] | None = None) -> None:
         self.deref = deref
         self.valid = valid
+        # A merged flat whose uniqueItems/contains must be decided again (nested merges included).
+        self.finish_arrays = finish_arrays
 
     # ------------------------------------------------------------------ and
 
@@ -85,7 +89,10 @@ class Algebra:
         kinds = kinds_of(a) & kinds_of(b)
         if kinds != ALL_KINDS:
             out["type"] = sorted(kinds)  # set properly by prune
-        return self.prune(out, kinds, pointer)
+        pruned = self.prune(out, kinds, pointer)
+        if self.finish_arrays is None or not any(k in out for k in ARRAY_RULES):
+            return pruned
+        return [done for flat in pruned for done in self.finish_arrays(flat, pointer)]
 
     def prune(self, flat: Flat, kinds: frozenset[str] | None = None, pointer: str = "") -> Dnf:
         """``[flat]`` with the kinds no value can have removed from its type; ``[]`` when none is left."""
@@ -196,9 +203,10 @@ class Algebra:
         except Exception:  # undecidable here (for example a recursive $ref): assume they overlap
             return False
 
-    def one_of(self, context: Dnf, branches: list[Dnf], pointer: str) -> Dnf:
-        """``context AND oneOf(branches)``."""
-        scoped = [self.product(context, b, pointer) for b in branches]
+    def one_of(self, context: Dnf, branches: list[Dnf], pointer: str, branches_first: bool = False) -> Dnf:
+        """``context AND oneOf(branches)`` (the branches' properties first when the document says so)."""
+        scoped = [self.product(b, context, pointer) if branches_first else self.product(context, b, pointer)
+                  for b in branches]
         out: Dnf = []
         for i, term in enumerate(scoped):
             for j, other in enumerate(scoped):

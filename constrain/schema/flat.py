@@ -34,6 +34,8 @@ CONTAINS_AT_RUNTIME = "_contains_at_runtime"
 CONTAINS_SOURCE = "_contains_source"
 ARRAY_KEYWORDS = ("prefixItems", "items", "minItems", "maxItems", "uniqueItems", "contains", "minContains",
                   "maxContains", UNIQUE_AT_RUNTIME, CONTAINS_AT_RUNTIME, CONTAINS_SOURCE)
+# The array keywords that ``arrays.finish`` rewrites (again, after a merge).
+ARRAY_RULES = ("uniqueItems", "contains", "minContains", "maxContains")
 STRING_KEYWORDS = ("minLength", "maxLength", "pattern", "format", "contentEncoding", "contentMediaType",
                    "contentSchema", "_patterns")
 NUMBER_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")

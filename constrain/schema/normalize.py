@@ -30,6 +30,7 @@ from constrain.schema import arrays, objects
 from constrain.schema.combinators import Algebra
 from constrain.schema.dialects import DRAFT2019, at_least, dependencies_2019, dialect_of, upgrade
 from constrain.schema.flat import (
+    ARRAY_RULES,
     CONTAINS_AT_RUNTIME,
     CONTAINS_SOURCE,
     NATIVE,
@@ -130,7 +131,7 @@ class Normalizer:
         self.dialect = dialect_of(schema)
         self.schema_uri = schema.get("$schema") if isinstance(schema, dict) else None
         self.index = RefIndex(schema, self.dialect)
-        self.algebra = Algebra(self._deref, self._valid_flat)
+        self.algebra = Algebra(self._deref, self._valid_flat, self._finish_arrays)
         self.names: dict[tuple[str, int], str] = {}
         self.defs: dict[str, Dnf] = {}
         self.pending: set[str] = set()
@@ -174,34 +175,41 @@ class Normalizer:
                 raise unsupported("dynamic references are not supported", keyword, pointer)
         if self._lists_values(node):
             return self._values(node, raw, pointer)
-        parts: list[Dnf] = [self._base(node, base, pointer)]
+        # Conjuncts in the order the document writes their keywords: merged objects list their
+        # properties in that order (``{"allOf": [...], "properties": ...}`` declares the allOf's first).
+        at = {key: index for index, key in enumerate(node)}
+        own = self._base(node, base, pointer)
+        parts: list[tuple[float, Dnf]] = [(at.get("properties", -1), own)]
         if "$ref" in node:
-            parts.append(self._ref(node["$ref"], base, pointer))
+            parts.append((at["$ref"], self._ref(node["$ref"], base, pointer)))
         for index, sub in enumerate(node.get("allOf", [])):
-            parts.append(self.norm(sub, base, f"{pointer}/allOf/{index}"))
+            parts.append((at["allOf"] + index / (len(node["allOf"]) + 1),
+                          self.norm(sub, base, f"{pointer}/allOf/{index}")))
         if "anyOf" in node:
             union: Dnf = []
             for index, sub in enumerate(node["anyOf"]):
                 union.extend(self.norm(sub, base, f"{pointer}/anyOf/{index}"))
-            parts.append(union)
+            parts.append((at["anyOf"], union))
         for name, deps in node.get("dependentRequired", {}).items():
-            parts.append([{"properties": {name: False}}, {"required": [name, *deps]}])
+            parts.append((at["dependentRequired"], [{"properties": {name: False}}, {"required": [name, *deps]}]))
         for name, sub in node.get("dependentSchemas", {}).items():
             then = self.norm(sub, base, f"{pointer}/dependentSchemas/{escape(name)}")
-            parts.append([{"properties": {name: False}},
-                          *self.algebra.product([{"required": [name]}], then, pointer)])
+            parts.append((at["dependentSchemas"], [{"properties": {name: False}},
+                                                   *self.algebra.product([{"required": [name]}], then, pointer)]))
         if "not" in node:
             where = f"{pointer}/not"
             inner = node["not"]
             if isinstance(inner, dict) and set(inner) == {"not"}:  # not not X is X
-                parts.append(self.norm(inner["not"], base, f"{where}/not"))
+                parts.append((at["not"], self.norm(inner["not"], base, f"{where}/not")))
             else:
-                within = self.algebra.kinds(parts[0]) if parts[0] else None
-                parts.append(self.algebra.negate(self.norm(inner, base, where), where, within))
-        dnf = self.algebra.all_of(parts, pointer)
+                within = self.algebra.kinds(own) if own else None
+                parts.append((at["not"], self.algebra.negate(self.norm(inner, base, where), where, within)))
+        parts.sort(key=lambda part: part[0])
+        dnf = self.algebra.all_of([dnf for _, dnf in parts], pointer)
         if "oneOf" in node:
             branches = [self.norm(sub, base, f"{pointer}/oneOf/{i}") for i, sub in enumerate(node["oneOf"])]
-            dnf = self.algebra.one_of(dnf, branches, f"{pointer}/oneOf")
+            dnf = self.algebra.one_of(dnf, branches, f"{pointer}/oneOf",
+                                      branches_first=at["oneOf"] < at.get("properties", -1))
         if "if" in node and ("then" in node or "else" in node):
             dnf = self.algebra.if_then_else(
                 dnf,
@@ -216,14 +224,20 @@ class Normalizer:
                    if "$ref" not in f else f for f in self._expand_refs(dnf, pointer)]
         out: Dnf = []
         for flat in dnf:
-            if any(k in flat for k in ("uniqueItems", "contains", "minContains", "maxContains")):
-                for done in arrays.finish(flat, self._values_of, self.algebra.conj, pointer, self.at_runtime):
-                    self.marked = self.marked or UNIQUE_AT_RUNTIME in done or CONTAINS_AT_RUNTIME in done
-                    out.extend(self.algebra.prune(done, pointer=pointer))
+            if any(k in flat for k in ARRAY_RULES):
+                out.extend(self._finish_arrays(flat, pointer))
             elif "minProperties" in flat or "maxProperties" in flat:
                 out.extend(objects.split_counts(flat))
             else:
                 out.append(flat)
+        return out
+
+    def _finish_arrays(self, flat: Flat, pointer: str) -> Dnf:
+        """``uniqueItems``/``contains`` in exact grammar forms, or marked for the matcher."""
+        out: Dnf = []
+        for done in arrays.finish(flat, self._values_of, self.algebra.conj, pointer, self.at_runtime):
+            self.marked = self.marked or UNIQUE_AT_RUNTIME in done or CONTAINS_AT_RUNTIME in done
+            out.extend(self.algebra.prune(done, pointer=pointer))
         return out
 
     def _lists_values(self, node: dict[str, Any]) -> bool:

@@ -69,6 +69,7 @@ def split_runtime(schema: Any) -> tuple[Any, tuple[tuple[Path, ArrayRule], ...]]
     defs = schema.get("$defs", {}) if isinstance(schema, dict) else {}
     ruled: list[tuple[Path, ArrayRule]] = []
     free: list[Path] = []
+    short: list[Path] = []
 
     def walk(node: Any, path: Path, refs: tuple[str, ...]) -> None:
         if node is True or not isinstance(node, dict):
@@ -86,9 +87,13 @@ def split_runtime(schema: Any) -> tuple[Any, tuple[tuple[Path, ArrayRule], ...]]
             walk(defs.get(name, True), path, (*refs, name))
         for branch in node.get("anyOf", []):
             walk(branch, path, refs)
+        if set(node) <= {"$ref", "anyOf", "$defs"}:
+            return  # a pure reference or union: the value is what its targets or branches say
         if _may_be_array(node):
             rule = ArrayRule.of(node)
-            if rule is None:
+            if rule is None and node.get("maxItems", 2) <= 1:
+                short.append(path)  # at most one item: distinct already, so no unique rule is broken
+            elif rule is None:
                 free.append(path)
             else:
                 ruled.append((path, rule))
@@ -111,6 +116,8 @@ def split_runtime(schema: Any) -> tuple[Any, tuple[tuple[Path, ArrayRule], ...]]
     walk(schema, (), ())
     for index, (path, rule) in enumerate(ruled):
         others = [*free, *(p for p, r in ruled[index + 1:] if r != rule)]
+        if rule.contains is not None:
+            others += short
         if any(_overlap(path, other) for other in others):
             keyword = "uniqueItems" if rule.unique else "contains"
             raise unsupported(

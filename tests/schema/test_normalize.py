@@ -387,6 +387,26 @@ def test_contains_the_matcher_cannot_keep_is_an_error(tokenizer, schema):
     assert info.value.keyword == "contains"
 
 
+def test_unique_items_the_matcher_keeps_across_branches_and_large_enums(tokenizer):
+    # the same rule in every branch of a union; an at-most-one-item branch cannot break it
+    schema = {"anyOf": [{"properties": {"x": {"minItems": 1}}}, {"properties": {"x": {"maxItems": 0}}}],
+              "properties": {"x": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}}}
+    check(tokenizer, schema, valid=[{"x": ["a", "b"]}, {"x": []}], invalid=[{"x": ["a", "a"]}])
+    # 19 values: too many orderings to spell out, so the matcher keeps them distinct
+    values = [f"v{i}" for i in range(19)]
+    schema = {"type": "array", "items": {"enum": values}, "uniqueItems": True, "minItems": 1}
+    check(tokenizer, schema, valid=[["v3", "v18", "v0"]], invalid=[["v3", "v3"], [], ["v19"]])
+
+
+def test_merged_properties_follow_the_document_order():
+    """Conjuncts merge in the order their keywords are written: what comes first is generated first."""
+    a, b = {"properties": {"a": {"type": "integer"}}}, {"properties": {"b": {"type": "integer"}}}
+    assert list(normalize({"allOf": [b], **a})["properties"]) == ["b", "a"]
+    assert list(normalize({**a, "allOf": [b]})["properties"]) == ["a", "b"]
+    first = normalize({"oneOf": [{**b, "type": "object"}, {"type": "string"}], **a, "type": ["object", "string"]})
+    assert [list(f.get("properties", {})) for f in first["anyOf"]] == [["b", "a"], ["a"]]
+
+
 def test_lone_min_contains_is_ignored(tokenizer):
     check(tokenizer, {"maxContains": 1, "type": "array"}, valid=[[1, 2]], invalid=[{}])
 

@@ -104,6 +104,8 @@ def test_stream_framing_role_once_and_usage_chunk(server):
         ({"messages": "hello"}, "messages", "list"),
         (_request(should_stop=True), "should_stop", "unknown field"),
         (_request(max_tokens=5000), "max_tokens", "at most 4096"),
+        (_request(response_format={"type": "json", "value": False}), "response_format.value", "schema `false`"),
+        (_request(response_format={"type": "json", "value": {"enum": []}}), "response_format.value", "admits no value"),
     ],
 )
 def test_bad_requests_are_400_naming_the_field(server, body, param, fragment):
