@@ -26,7 +26,7 @@ from urllib.parse import urljoin
 import jsonschema
 
 from constrain.errors import InvalidSchemaError, UnsatisfiableSchemaError, UnsupportedSchemaError
-from constrain.schema import arrays, objects
+from constrain.schema import arrays, objects, scalars
 from constrain.schema.combinators import Algebra
 from constrain.schema.dialects import DRAFT2019, at_least, dependencies_2019, dialect_of, upgrade
 from constrain.schema.flat import (
@@ -448,6 +448,7 @@ class Normalizer:
                 out[key] = value
         if "enum" in out:
             return _spell_values(out["enum"])
+        out = scalars.integer_step(out, pointer)
         extra = out.pop("_patterns", [])
         if any(k in out for k in ("pattern", "format", "contentEncoding", "contentMediaType", "contentSchema")):
             out = rewrite_string_keywords(out, pointer, dialect=self.schema_uri)

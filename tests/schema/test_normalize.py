@@ -537,3 +537,17 @@ def _mask_walk(tokenizer, schema, text: str) -> bool:
 def test_unique_items_masks_see_through_escapes_and_spellings(tokenizer, text, ok):
     schema = {"type": "array", "uniqueItems": True}
     assert _mask_walk(tokenizer, schema, text) is ok
+
+
+def test_integer_multiple_of_a_fraction_is_a_multiple_of_its_numerator(tokenizer):
+    # k * 3/2 is an integer exactly when k is even: the integers that are multiples of 1.5 are those of 3
+    check(tokenizer, {"type": "integer", "multipleOf": 1.5}, valid=[0, 3, -9, 300], invalid=[1, 2, 4.5, 10])
+    # 1e-8 divides every integer
+    check(tokenizer, {"type": "integer", "multipleOf": 1e-08}, valid=[12391239123, 7], invalid=[0.5])
+
+
+def test_a_whole_number_step_the_engine_cannot_build_in_time_is_refused():
+    # llguidance's divisibility automaton for 10^8 does not finish: an error, never a hang
+    assert unsupported({"type": "integer", "multipleOf": 123456789}).keyword == "multipleOf"
+    assert unsupported({"type": "integer", "multipleOf": 0.123456789}).keyword == "multipleOf"
+    assert normalize({"type": "integer", "multipleOf": 100000}) == {"type": "integer", "multipleOf": 100000}
