@@ -106,13 +106,13 @@ class _Scanner:
         seen = [v[1] for v in top.seen if v[0] == "s" and v[1].startswith(prefix)]
         return [json.dumps(v[len(prefix) :], ensure_ascii=False)[1:-1].encode() + b'"' for v in seen]
 
-    def closers_needed(self) -> int:
-        """The fewest ``]``/``}`` a token must hold to complete an item of a watched array:
-        the containers open inside the innermost watched array's current item."""
+    def innermost(self) -> tuple[_Frame | None, int]:
+        """The innermost watched array, and the fewest ``]``/``}`` a token must hold to complete
+        its current item (the containers open inside that item)."""
         for depth in range(len(self.stack) - 1, -1, -1):
             if self.stack[depth].rule:
-                return len(self.stack) - 1 - depth
-        return 0
+                return self.stack[depth], len(self.stack) - 1 - depth
+        return None, 0
 
     def _value_path(self) -> Path:
         if not self.stack:
@@ -228,7 +228,18 @@ class ArrayRulesMatcher:
     def _candidates(self, allowed: np.ndarray) -> list[int]:
         """The allowed tokens that could complete a watched item here (a superset: each is tried)."""
         t, scanner = self.table, self.scanner
-        needed = scanner.closers_needed()
+        frame, needed = scanner.innermost()
+        rule = frame.rule if frame is not None else None
+        if rule is not None and not rule.unique:
+            # contains only: while `slack` more matches are allowed, a token breaks a rule only by
+            # closing the array short of minContains, or by completing more than `slack` items
+            # (so holding at least `slack` commas). Spares validating every string-ending token.
+            slack = None if rule.max_contains is None else rule.max_contains - frame.count
+            if slack is None or slack > 0:
+                pick = t.brackets >= max(needed, 1)
+                if slack is not None:
+                    pick |= t.commas >= slack
+                return t.enders[allowed & pick].tolist()
         if needed:  # an item nested k deep ends only with a token that closes k containers
             return t.enders[allowed & (t.brackets >= needed)].tolist()
         if scanner.in_string:  # a string item ends at a quote
@@ -279,12 +290,13 @@ class ArrayRulesMatcher:
 @dataclass(frozen=True)
 class TokenTable:
     """Per vocabulary: every token's bytes; for the tokens that can end a JSON value (``enders``),
-    how many ``]``/``}`` and quotes each holds and whether it holds a delimiter."""
+    how many ``]``/``}``, quotes and commas each holds and whether it holds a delimiter."""
 
     token_bytes: list[bytes]
     enders: np.ndarray
     brackets: np.ndarray
     quotes: np.ndarray
+    commas: np.ndarray
     delims: np.ndarray
 
     @classmethod
@@ -296,5 +308,6 @@ class TokenTable:
             np.array(ids, dtype=np.int64),
             np.array([b.count(b"]") + b.count(b"}") for b in pick], dtype=np.int64),
             np.array([b.count(b'"') for b in pick], dtype=np.int64),
+            np.array([b.count(b",") for b in pick], dtype=np.int64),
             np.array([bool(_DELIMS.intersection(b)) for b in pick], dtype=bool),
         )

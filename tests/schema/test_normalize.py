@@ -374,6 +374,16 @@ def test_contains_masks_closing_and_extra_matches(tokenizer, text, ok):
 
 
 @pytest.mark.parametrize(
+    ("text", "ok"),
+    [('["b","a","b"]', True), ('["a","b","a"]', False), ('["a","a"]', False), ('["b","b"]', False),
+     ('["a"]', True), ('["ab","a"]', True)],
+)
+def test_contains_masks_on_string_items(tokenizer, text, ok):
+    schema = {"type": "array", "items": {"type": "string"}, "contains": {"const": "a"}, "maxContains": 1}
+    assert _mask_walk(tokenizer, schema, text) is ok
+
+
+@pytest.mark.parametrize(
     "schema",
     [
         {"type": "array", "contains": {"$ref": "#/$defs/one"}, "$defs": {"one": {"const": 1}}},
