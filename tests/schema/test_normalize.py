@@ -7,13 +7,14 @@ compiled mask (tokens of the compact serialisation walked through the matcher) m
 from __future__ import annotations
 
 import json
+import random
 import warnings
 
 import jsonschema
 import pytest
 
 from constrain import compile_constraint
-from constrain.errors import InvalidSchemaError, UnsupportedSchemaError
+from constrain.errors import InvalidSchemaError, UnsatisfiableSchemaError, UnsupportedSchemaError
 from constrain.schema import normalize
 from constrain.schema.dialects import dialect_of, upgrade
 from constrain.schema.scalars import not_one_of_strings
@@ -561,3 +562,34 @@ def test_a_whole_number_step_the_engine_cannot_build_in_time_is_refused():
     assert unsupported({"type": "integer", "multipleOf": 123456789}).keyword == "multipleOf"
     assert unsupported({"type": "integer", "multipleOf": 0.123456789}).keyword == "multipleOf"
     assert normalize({"type": "integer", "multipleOf": 100000}) == {"type": "integer", "multipleOf": 100000}
+
+
+def test_contains_and_unique_items_agree_with_the_reference_on_random_arrays(tokenizer):
+    """Seeded random `contains`/`minContains`/`maxContains`/`uniqueItems` schemas and arrays: the
+    mask accepts exactly what jsonschema accepts (or the schema is refused as unsatisfiable)."""
+    rng = random.Random(7)
+    values = [0, 1, 2, 1.5, "a", "b", "ab", {"x": 1}, {"x": 2}, [1], [], True, None]
+    subschemas = [{"const": 1}, {"type": "string"}, {"minimum": 2}, {"pattern": "^a"},
+                  {"type": "object", "required": ["x"]}, {"enum": [1, "a"]}, {"properties": {"x": {"const": 2}}}]
+    checked = 0
+    for _ in range(60):
+        schema = {"type": "array", "contains": rng.choice(subschemas)}
+        if rng.random() < 0.5:
+            schema["minContains"] = rng.randint(0, 2)
+        if rng.random() < 0.4:
+            schema["maxContains"] = rng.randint(0, 2)
+        if rng.random() < 0.3:
+            schema["uniqueItems"] = True
+        if rng.random() < 0.3:
+            schema["items"] = rng.choice([{"type": "integer"}, {"type": ["integer", "string"]}, {"not": {"type": "null"}}])
+        reference = jsonschema.Draft202012Validator(schema)
+        arrays = [[rng.choice(values) for _ in range(rng.randint(0, 5))] for _ in range(10)]
+        try:
+            compile_constraint({"type": "json", "value": schema}, tokenizer)
+        except UnsatisfiableSchemaError:
+            assert not any(reference.is_valid(v) for v in arrays)
+            continue
+        for value in arrays:
+            assert mask_accepts(tokenizer, schema, value) == reference.is_valid(value), (schema, value)
+            checked += 1
+    assert checked > 300
