@@ -150,13 +150,12 @@ class _Walker:
 
 
 def _required_names(schema: dict[str, Any]) -> list[str]:
-    """The names ``required`` and ``dependentRequired``/``dependencies`` list, in document order."""
+    """The names ``required`` and the dependency keywords mention, in document order."""
     out: list[str] = []
     for keyword, value in schema.items():
         if keyword == "required" and isinstance(value, list):
             out.extend(v for v in value if isinstance(v, str))
-        elif keyword in ("dependentRequired", "dependencies") and isinstance(value, dict):
-            for name, deps in value.items():
-                if isinstance(deps, list):
-                    out.extend([name, *(d for d in deps if isinstance(d, str))])
+        elif keyword in ("dependentRequired", "dependentSchemas", "dependencies") and isinstance(value, dict):
+            for name, deps in value.items():  # the trigger is mentioned first, then a list's names
+                out.extend([name, *(d for d in deps if isinstance(d, str))] if isinstance(deps, list) else [name])
     return out

@@ -74,27 +74,5 @@ def upgrade(node: dict[str, Any], dialect: str) -> dict[str, Any]:
                 out["items"] = out.pop("additionalItems")
         else:
             out.pop("additionalItems", None)
-    if not at_least(dialect, DRAFT2019) and "dependencies" in out:
-        deps = out.pop("dependencies")
-        if isinstance(deps, dict):
-            required = {k: v for k, v in deps.items() if isinstance(v, list)}
-            schemas = {k: v for k, v in deps.items() if not isinstance(v, list)}
-            if required:
-                out["dependentRequired"] = required
-            if schemas:
-                out["dependentSchemas"] = schemas
     return out
 
-
-def dependencies_2019(node: dict[str, Any]) -> dict[str, Any]:
-    """2019-09 and later still meet ``dependencies`` (a compatibility keyword): split it the same way."""
-    if "dependencies" not in node:
-        return node
-    out = dict(node)
-    deps = out.pop("dependencies")
-    if isinstance(deps, dict):
-        for name, value in deps.items():
-            key = "dependentRequired" if isinstance(value, list) else "dependentSchemas"
-            out.setdefault(key, {})
-            out[key] = {**out[key], name: value}
-    return out

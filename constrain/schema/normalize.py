@@ -28,7 +28,7 @@ import jsonschema
 from constrain.errors import InvalidSchemaError, UnsatisfiableSchemaError, UnsupportedSchemaError
 from constrain.schema import arrays, objects, scalars
 from constrain.schema.combinators import Algebra
-from constrain.schema.dialects import DRAFT2019, at_least, dependencies_2019, dialect_of, upgrade
+from constrain.schema.dialects import DRAFT2019, at_least, dialect_of, upgrade
 from constrain.schema.flat import (
     ARRAY_RULES,
     CONTAINS_AT_RUNTIME,
@@ -48,7 +48,7 @@ from constrain.schema.strings import rewrite_string_keywords
 
 _COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains",
            "maxContains")
-_APPLICATORS = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "dependentSchemas",
+_APPLICATORS = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "dependentSchemas", "dependencies",
                 "$dynamicRef", "$recursiveRef")
 
 
@@ -164,7 +164,6 @@ class Normalizer:
             raise unsupported("a subschema must be an object or a boolean", "type", pointer)
         raw = node
         node = upgrade(node, self.dialect)
-        node = dependencies_2019(node)
         if "$ref" in node and not at_least(self.dialect, DRAFT2019):
             node = {"$ref": node["$ref"]}  # before 2019-09, $ref's siblings are ignored
         own = self.index.id_of(node)
@@ -190,12 +189,16 @@ class Normalizer:
             for index, sub in enumerate(node["anyOf"]):
                 union.extend(self.norm(sub, base, f"{pointer}/anyOf/{index}"))
             parts.append((at["anyOf"], union))
-        for name, deps in node.get("dependentRequired", {}).items():
-            parts.append((at["dependentRequired"], [{"properties": {name: False}}, {"required": [name, *deps]}]))
-        for name, sub in node.get("dependentSchemas", {}).items():
-            then = self.norm(sub, base, f"{pointer}/dependentSchemas/{escape(name)}")
-            parts.append((at["dependentSchemas"], [{"properties": {name: False}},
-                                                   *self.algebra.product([{"required": [name]}], then, pointer)]))
+        # `dependencies` (any dialect: 2019-09 split it, but it is still met) mixes both kinds, in order.
+        for keyword in ("dependencies", "dependentRequired", "dependentSchemas"):
+            entries = node.get(keyword)
+            for index, (name, sub) in enumerate(entries.items() if isinstance(entries, dict) else ()):
+                if isinstance(sub, list):  # "name requires these names"
+                    dnf = [{"required": [name, *sub]}]
+                else:
+                    then = self.norm(sub, base, f"{pointer}/{keyword}/{escape(name)}")
+                    dnf = self.algebra.product([{"required": [name]}], then, pointer)
+                parts.append((at[keyword] + index / (len(entries) + 1), [{"properties": {name: False}}, *dnf]))
         if "not" in node:
             where = f"{pointer}/not"
             inner = node["not"]
