@@ -23,7 +23,7 @@ import numpy as np
 
 from constrain.engines.base import Matcher
 from constrain.nesting import string_char
-from constrain.schema.check import validate_instance
+from constrain.schema.check import is_valid_instance
 from constrain.schema.runtime import ArrayRule, Path, matches
 
 _ENDERS = frozenset(b'"]},} \n\r\t')
@@ -131,7 +131,7 @@ class _Scanner:
         if top is None or top.kind != "a" or top.rule is None or top.item_start is None:
             return True
         text = bytes(self.buf[top.item_start : end]).decode("utf-8", errors="strict")
-        if top.rule.contains is not None and validate_instance(top.rule.contains, json.loads(text)) is None:
+        if top.rule.contains is not None and is_valid_instance(top.rule.contains, json.loads(text)):
             if top.rule.max_contains is not None and top.count >= top.rule.max_contains:
                 return False
             top.count += 1

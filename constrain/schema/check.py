@@ -162,3 +162,8 @@ def validate_instance(schema_text: str, instance: Any) -> str | None:
     except ValidationError as exc:
         return f"at {pointer(exc.absolute_path) or '/'}: {exc.message}"
     return None
+
+
+def is_valid_instance(schema_text: str, instance: Any) -> bool:
+    """Whether ``instance`` is valid (no error built: the matcher asks this for many candidate items)."""
+    return bool(_validator_for_text(schema_text).is_valid(instance))
