@@ -284,7 +284,7 @@ class Normalizer:
             elif key in ("items", "additionalProperties", "contains"):
                 flat[key] = to_node(self.norm(value, base, where))
                 if key == "contains":
-                    flat[CONTAINS_SOURCE] = self._standalone(value)
+                    flat[CONTAINS_SOURCE] = self._standalone(value, base)
             elif key in _COUNTS:
                 flat[key] = int(value)
             elif key == "type":
@@ -367,15 +367,25 @@ class Normalizer:
 
     # ------------------------------------------------------------------ helpers
 
-    def _standalone(self, node: Any) -> str | None:
+    def _standalone(self, node: Any, base: str) -> str | None:
         """``node`` as a schema of its own (canonical text), for the matcher to validate items
-        against; None when it refers elsewhere (``$ref``, ``$id``...)."""
-        text = json.dumps(node, ensure_ascii=False, separators=(",", ":"))
-        if not isinstance(node, dict) or any(f'"{k}"' in text for k in ("$ref", "$dynamicRef", "$recursiveRef",
-                                                                          "$id", "$anchor")):
+        against: with the root's ``$defs``/``definitions`` beside it when it refers into them.
+        None when it cannot stand alone (other references, ``$id``, ``$anchor``, dynamic refs)."""
+        if not isinstance(node, dict) or "$defs" in node or "definitions" in node:
             return None
         uri = self.schema_uri or "https://json-schema.org/draft/2020-12/schema"
-        return json.dumps({"$schema": uri, **node}, ensure_ascii=False, separators=(",", ":"))
+        doc: dict[str, Any] = {"$schema": uri, **node}
+        if _refs_in(node):
+            root = self.root if isinstance(self.root, dict) else {}
+            if base != urljoin(ROOT_URI, self.index.id_of(root) or ""):
+                return None  # inside an embedded resource, `#/...` names another document
+            doc.update({k: root[k] for k in ("$defs", "definitions") if k in root})
+        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        if any(f'"{k}"' in text for k in ("$dynamicRef", "$recursiveRef", "$id", "$anchor")):
+            return None
+        if not all(ref.startswith(("#/$defs/", "#/definitions/")) for ref in _refs_in(doc)):
+            return None
+        return text
 
     def _valid_flat(self, value: Any, flat: Flat) -> bool:
         schema = {k: v for k, v in flat.items() if k not in (CONTAINS_SOURCE, CONTAINS_AT_RUNTIME, UNIQUE_AT_RUNTIME)}
@@ -463,6 +473,16 @@ class Normalizer:
             if more:
                 out["allOf"] = [*out.get("allOf", []), *more]
         return out
+
+
+def _refs_in(node: Any) -> list[str]:
+    """Every ``$ref`` value inside ``node``."""
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for v in node.values() for r in _refs_in(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs_in(v)]
+    return []
 
 
 def _ref_names(text: str) -> list[str]:

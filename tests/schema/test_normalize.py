@@ -356,6 +356,10 @@ def test_contains_without_grammar_form():
         ({"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "string"}, "uniqueItems": True,
                                                   "contains": {"pattern": "^\\d"}, "maxContains": 2}}},
          [{"xs": ["1", "a"]}, {"xs": ["1", "2", "b"]}, {}], [{"xs": ["a"]}, {"xs": ["1", "1"]}, {"xs": ["1", "2", "3"]}]),
+        # the subschema refers to the root's definitions (which refer on)
+        ({"type": "array", "contains": {"$ref": "#/$defs/one"},
+          "$defs": {"one": {"$ref": "#/definitions/x"}}, "definitions": {"x": {"const": 1}}},
+         [[1], [2, 1]], [[], [2]]),
         # items that are objects: counted when they close
         ({"type": "array", "items": {"type": "object"}, "contains": {"required": ["id"]}},
          [[{"id": 1}], [{}, {"id": {"x": [1]}}]], [[{}], [{"x": {"id": 1}}]]),
@@ -387,7 +391,8 @@ def test_contains_masks_on_string_items(tokenizer, text, ok):
 @pytest.mark.parametrize(
     "schema",
     [
-        {"type": "array", "contains": {"$ref": "#/$defs/one"}, "$defs": {"one": {"const": 1}}},
+        # a reference the matcher's validator could not follow on its own
+        {"type": "array", "contains": {"$ref": "#/properties/x"}, "properties": {"x": {"const": 1}}},
         # the matcher cannot look ahead: three slots could all be filled before a match
         {"type": "array", "contains": {"const": 1}, "maxItems": 3},
     ],
