@@ -227,6 +227,8 @@ class Normalizer:
                    if "$ref" not in f else f for f in self._expand_refs(dnf, pointer)]
         out: Dnf = []
         for flat in dnf:
+            if len(flat.get("patternProperties", ())) > 1 or ("patternProperties" in flat and "properties" in flat):
+                flat = objects.fold_match_all(flat, _matches_all, self.algebra.conj, pointer)
             if any(k in flat for k in ARRAY_RULES):
                 out.extend(self._finish_arrays(flat, pointer))
             elif "minProperties" in flat or "maxProperties" in flat:
@@ -473,6 +475,14 @@ class Normalizer:
             if more:
                 out["allOf"] = [*out.get("allOf", []), *more]
         return out
+
+
+def _matches_all(pattern: str) -> bool:
+    """Whether an ECMA-262 pattern finds a match in every string (the translation says so)."""
+    try:
+        return ecma_to_engine(pattern, "") is None
+    except UnsupportedSchemaError:
+        return False
 
 
 def _refs_in(node: Any) -> list[str]:

@@ -85,6 +85,29 @@ def feasible(flat: Flat) -> bool:
 MAX_COUNT_SPLIT = 6  # optional properties whose presence is spelled out: at most 2**6 = 64 branches
 
 
+def fold_match_all(flat: Flat, matches_all: Callable[[str], bool], conj: Conj, pointer: str) -> Flat:
+    """A pattern property that every name matches (``.*``, ``a*``: a search finds the empty match)
+    applies its schema S to every property: so S joins each declared property and each other
+    pattern, and becomes what the remaining names get (``additionalProperties`` never applied to
+    them). Exact, and it leaves the engine patterns that need not overlap."""
+    patterns = flat.get("patternProperties", {})
+    every = [p for p in patterns if matches_all(p)]
+    if not every:
+        return flat
+    shared = conj([patterns[p] for p in every], f"{pointer}/patternProperties")
+    out = dict(flat)
+    out["properties"] = {n: conj([sub, shared], f"{pointer}/properties") for n, sub in flat.get("properties", {}).items()}
+    others = {p: conj([sub, shared], f"{pointer}/patternProperties") for p, sub in patterns.items() if p not in every}
+    if others:
+        out["patternProperties"] = others
+    else:
+        del out["patternProperties"]
+    if not out["properties"]:
+        del out["properties"]
+    out["additionalProperties"] = shared
+    return out
+
+
 def split_counts(flat: Flat) -> Dnf:
     """``minProperties``/``maxProperties`` next to optional properties, as branches the engine counts.
 

@@ -598,3 +598,14 @@ def test_contains_and_unique_items_agree_with_the_reference_on_random_arrays(tok
             assert mask_accepts(tokenizer, schema, value) == reference.is_valid(value), (schema, value)
             checked += 1
     assert checked > 300
+
+
+def test_a_pattern_every_name_matches_is_folded_into_the_others(tokenizer):
+    # `a*` finds an (empty) match in every name: its schema applies to every property
+    schema = {"patternProperties": {"a*": {"type": "integer"}, "aaa*": {"maximum": 20}}}
+    check(tokenizer, schema, valid=[{"a": 1}, {"aa": 20}, {"b": 99}, {}],
+          invalid=[{"a": "x"}, {"aaa": 21}, {"b": 1.5}, {"aa": "y"}])
+    schema = {"properties": {"x": {"type": "string"}}, "additionalProperties": False,
+              "patternProperties": {".*": {"type": ["string", "integer"]}, "^y": {"minLength": 2}}}
+    check(tokenizer, schema, valid=[{"x": "s", "y1": "ab", "z": 3}, {"y": 5}],
+          invalid=[{"x": 1}, {"y": "a"}, {"z": None}])
