@@ -158,6 +158,15 @@ def _dedupe(values: list[Any]) -> list[Any]:
     return out
 
 
+def _counts_are_lengths(flat: Flat, low: int, high: int | None) -> Flat:
+    """Every item matches ``contains``: its bounds are bounds on the array's length."""
+    if low:
+        flat["minItems"] = max(flat.get("minItems", 0), low)
+    if high is not None:
+        flat["maxItems"] = min(flat.get("maxItems", high), high)
+    return flat
+
+
 def _contains(flat: Flat, conj: Conj, pointer: str, at_runtime: bool) -> Flat:
     where = f"{pointer}/contains"
     flat = dict(flat)
@@ -176,12 +185,7 @@ def _contains(flat: Flat, conj: Conj, pointer: str, at_runtime: bool) -> Flat:
     if low == 0 and high is None:
         return flat  # at least zero matches: every array
     if schema is True or schema == {}:
-        # Every item matches: contains bounds are item-count bounds.
-        if low:
-            flat["minItems"] = max(flat.get("minItems", 0), low)
-        if high is not None:
-            flat["maxItems"] = min(flat.get("maxItems", high), high)
-        return flat
+        return _counts_are_lengths(flat, low, high)  # every item matches
     if schema is False:
         if low:
             flat["minItems"], flat["maxItems"] = 1, 0  # no array can contain a match of `false`
@@ -189,11 +193,7 @@ def _contains(flat: Flat, conj: Conj, pointer: str, at_runtime: bool) -> Flat:
     if not flat.get("prefixItems") and "items" in flat:
         # Every item already satisfies `contains` when items AND contains == items: counts are lengths.
         if conj([flat["items"], schema], where) == flat["items"]:
-            if low:
-                flat["minItems"] = max(flat.get("minItems", 0), low)
-            if high is not None:
-                flat["maxItems"] = min(flat.get("maxItems", high), high)
-            return flat
+            return _counts_are_lengths(flat, low, high)
     if not at_runtime or source is None:
         reason = "its schema uses references" if at_runtime else "not every item satisfies it"
         raise unsupported(f"contains cannot be enforced exactly here: {reason}", "contains", where)
