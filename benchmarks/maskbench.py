@@ -124,11 +124,12 @@ class Bits:
 class LLGuidanceRun:
     """Raw llguidance, or constrain's whole path (normalisation included) when ``ours``."""
 
-    def __init__(self, hf_tokenizer: Any, ours: bool) -> None:
+    def __init__(self, hf_tokenizer: Any, ours: bool, property_order: str = "schema") -> None:
         import llguidance
         import llguidance.hf
 
         self.ours = ours
+        self.property_order = property_order
         self.hf = hf_tokenizer
         if ours:
             from constrain.constraints import get_engine
@@ -148,7 +149,8 @@ class LLGuidanceRun:
 
             # The language itself is measured: a schema that admits nothing compiles to a matcher
             # that allows nothing (generation refuses such a schema with a 400 instead).
-            return compile_constraint({"type": "json", "value": schema}, self.hf, allow_empty=True)
+            return compile_constraint({"type": "json", "value": schema}, self.hf, allow_empty=True,
+                                      property_order=self.property_order)
         import llguidance
 
         grammar = llguidance.LLMatcher.grammar_from_json_schema(
@@ -276,6 +278,8 @@ def _byte_decoder() -> dict[str, int]:
 def make_engine(name: str, hf_tokenizer: Any) -> Any:
     if name == "constrain":
         return LLGuidanceRun(hf_tokenizer, ours=True)
+    if name == "constrain-any":  # constrain with property_order="any": objects' keys in any order
+        return LLGuidanceRun(hf_tokenizer, ours=True, property_order="any")
     if name == "llguidance":
         return LLGuidanceRun(hf_tokenizer, ours=False)
     if name == "xgrammar":

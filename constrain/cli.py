@@ -72,7 +72,8 @@ def _chat(args: argparse.Namespace) -> int:
     # Bad arguments fail in milliseconds, before the model loads.
     parse_request(request)
     parse_response_format(request["response_format"])
-    model = constrain.load(args.model, engine=args.engine, whitespace="pretty" if args.pretty else "compact")
+    model = constrain.load(args.model, engine=args.engine, whitespace="pretty" if args.pretty else "compact",
+                           property_order="any" if args.any_order else "schema")
     if args.stream:
         finish = None
         for chunk in model.chat_completion(**request):  # type: ignore[union-attr]
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--temperature", type=float, default=None)
     chat.add_argument("--seed", type=int, default=None)
     chat.add_argument("--pretty", action="store_true", help="allow newlines and indentation in JSON")
+    chat.add_argument("--any-order", action="store_true",
+                      help="let the model write an object's keys in any order (default: the schema's order)")
     chat.set_defaults(func=_chat)
 
     serve = sub.add_parser("serve", help="serve the chat-completion API over HTTP")
@@ -124,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key", action="append", default=[], help="accepted bearer key (repeatable; or env CONSTRAIN_API_KEYS)"
     )
     serve.add_argument("--engine", default="llguidance")
+    serve.add_argument("--any-order", action="store_true",
+                       help="let the model write an object's keys in any order (default: the schema's order)")
     serve.add_argument("--max-queue", type=int, default=64, help="requests waiting before 429")
     serve.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted (and the default)")
     serve.add_argument("--max-request-bytes", type=int, default=4 * 1024 * 1024, help="larger bodies get 413")

@@ -7,6 +7,7 @@ one compiled grammar per canonical constraint (a hit is a dict lookup).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -14,7 +15,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any
 
-from constrain.compiler import Constraint, Whitespace, parse_response_format
+from constrain.compiler import Constraint, PropertyOrder, Whitespace, parse_response_format
 from constrain.compiler.regex import to_engine_regex
 from constrain.engines import (
     CompiledGrammar,
@@ -25,7 +26,7 @@ from constrain.engines import (
     Matcher,
     create_engine,
 )
-from constrain.errors import ConstrainError, GenerationError, UnsatisfiableSchemaError
+from constrain.errors import ConstrainError, GenerationError, InvalidRequestError, UnsatisfiableSchemaError
 from constrain.schema import normalize_with_rules, validate_instance
 
 _CACHE_SIZE = 512
@@ -57,11 +58,12 @@ def _forget(key: tuple[str, int]) -> None:
 def engine_grammar(constraint: Constraint) -> EngineGrammar:
     """The engine's input for a constraint: JSON schemas pass through the normaliser first."""
     if constraint.kind == "json":
-        schema, array_rules = normalize_with_rules(
-            constraint.schema, close_objects=constraint.close_objects, param=constraint.param or "schema"
+        schema, rules = normalize_with_rules(
+            constraint.schema, close_objects=constraint.close_objects, param=constraint.param or "schema",
+            property_order=constraint.property_order,
         )
         return EngineGrammar("json_schema", schema, JsonOptions(whitespace=constraint.whitespace),
-                             array_rules=array_rules)
+                             rules=rules)
     if constraint.kind == "regex":
         return EngineGrammar("regex", to_engine_regex(constraint.source))
     if constraint.kind == "grammar":
@@ -122,6 +124,7 @@ def compile_constraint(
     close_objects: bool = False,
     vocab_size: int | None = None,
     allow_empty: bool = False,
+    property_order: PropertyOrder = "schema",
 ) -> CompiledConstraint:
     """Compile a ``response_format`` (any accepted dialect, a pydantic class, or a Constraint).
 
@@ -140,18 +143,27 @@ def compile_constraint(
         A schema that admits no value compiles to a matcher that allows no token (for
         validators and test suites) instead of raising UnsatisfiableSchemaError; generation
         always refuses it, since no output could ever be complete.
+    property_order : "schema" | "any", default: "schema"
+        "schema": an object's declared properties come in the order the schema lists them (as
+        every engine writes them; a ``reasoning`` key before ``answer`` is generated first).
+        "any": every key order is accepted, still exactly (no repeated key, no missing required
+        one), wherever one subschema governs the object; elsewhere the schema's order stays.
 
     Raises
     ------
     constrain.errors.InvalidRequestError
         (or a subclass) for an invalid or unsupported constraint, naming the field.
     """
+    if property_order not in ("schema", "any"):
+        raise InvalidRequestError(f"`property_order` must be 'schema' or 'any', got {property_order!r}",
+                                  param="property_order")
     eng = get_engine(engine, tokenizer, vocab_size)
     # A repeated request skips parsing and the meta-schema check: keyed on its raw text.
     raw_key: tuple[Any, ...] | None = None
     if isinstance(response_format, dict):
         try:
-            raw_key = ("raw", json.dumps(response_format, ensure_ascii=False), whitespace, close_objects, allow_empty)
+            raw_key = ("raw", json.dumps(response_format, ensure_ascii=False), whitespace, close_objects, allow_empty,
+                       property_order)
         except (TypeError, ValueError):
             raw_key = None
     if raw_key is not None:
@@ -163,6 +175,8 @@ def compile_constraint(
         constraint = response_format
     else:
         constraint = parse_response_format(response_format, whitespace=whitespace, close_objects=close_objects)
+    if property_order != constraint.property_order and constraint.kind == "json":
+        constraint = dataclasses.replace(constraint, property_order=property_order)
     cache = _compiled[(engine, id(tokenizer))]
     if constraint.kind == "text":
         return CompiledConstraint(constraint, eng, None)

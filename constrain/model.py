@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 
 from constrain import __version__
-from constrain.compiler import Whitespace
+from constrain.compiler import PropertyOrder, Whitespace
 from constrain.constraints import CompiledConstraint, compile_constraint
 from constrain.decode import DecodeStats, decode
 from constrain.errors import InvalidRequestError
@@ -57,6 +57,7 @@ class Model:
         engine: str = "llguidance",
         whitespace: Whitespace = "compact",
         close_objects: bool = False,
+        property_order: PropertyOrder = "schema",
         logprobs_mode: LogprobsMode = "sampled",
         tool_call_bias: float = 0.0,
     ) -> None:
@@ -67,6 +68,7 @@ class Model:
         self.engine = engine
         self.whitespace: Whitespace = whitespace
         self.close_objects = close_objects
+        self.property_order: PropertyOrder = property_order
         self.logprobs_mode: LogprobsMode = logprobs_mode
         self.lock = threading.Lock()
         config = hf_model.config
@@ -103,6 +105,7 @@ class Model:
         """Compile a response_format for this model's tokenizer (cached)."""
         options.setdefault("whitespace", self.whitespace)
         options.setdefault("close_objects", self.close_objects)
+        options.setdefault("property_order", self.property_order)
         return compile_constraint(
             response_format, self.tokenizer, engine=self.engine, vocab_size=self.vocab_size, **options
         )
@@ -227,11 +230,14 @@ def load(
     dtype: Any = None,
     whitespace: Whitespace = "compact",
     close_objects: bool = False,
+    property_order: PropertyOrder = "schema",
     logprobs_mode: LogprobsMode = "sampled",
     tool_call_bias: float | None = None,
 ) -> Model:
     """Load a model. ``None``: the embedded SmolLM2-135M-Instruct; else a local HF folder or a .gguf file.
 
+    ``property_order``: "schema" (declared properties in the schema's order, the default) or
+    "any" (every key order accepted, exactly); see :func:`constrain.compile_constraint`.
     ``tool_call_bias``: the default of the request field of that name (None: +3 for the
     embedded model, which otherwise never opens a call under "auto"; 0 for others).
     The first load of a GGUF converts it (seconds, with a progress bar) and caches the result
@@ -247,6 +253,7 @@ def load(
         engine=engine,
         whitespace=whitespace,
         close_objects=close_objects,
+        property_order=property_order,
         logprobs_mode=logprobs_mode,
         tool_call_bias=tool_call_bias if tool_call_bias is not None else (
             EMBEDDED_TOOL_CALL_BIAS if model is None else 0.0

@@ -30,3 +30,20 @@ def read_jsonl_gz(name: str) -> list[dict]:
         pytest.skip(f"shared data not found at {path} (set CONSTRAIN_SHARED)")
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh]
+
+
+def mask_walk(tokenizer, schema, text: str, **options) -> bool:
+    """Walk ``text`` token by token through the masks (each token must be in the mask, not just
+    consumed), then ask for EOS. ``options`` go to ``compile_constraint``."""
+    import numpy as np
+
+    from constrain import compile_constraint
+
+    compiled = compile_constraint({"type": "json", "value": schema}, tokenizer, **options)
+    matcher = compiled.matcher()
+    bits = np.zeros((compiled.vocab_size + 31) // 32, dtype=np.int32)
+    for token in tokenizer.encode(text, add_special_tokens=False):
+        matcher.fill_bitmask(bits)
+        if not (int(bits.view(np.uint32)[token >> 5]) >> (token & 31)) & 1 or not matcher.consume(token):
+            return False
+    return matcher.is_accepting()

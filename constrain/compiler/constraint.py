@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from constrain.schema.order import PropertyOrder
+
 ConstraintKind = Literal["json", "regex", "grammar", "text"]
 Whitespace = Literal["compact", "pretty"]
 
@@ -23,6 +25,8 @@ class Constraint:
     source: str = ""
     whitespace: Whitespace = "compact"
     close_objects: bool = False
+    # "schema": declared properties in the schema's order (generated so); "any": every order accepted.
+    property_order: PropertyOrder = "schema"
     name: str | None = None
     # Where the schema sat in the request (``response_format.json_schema.schema``), for errors.
     param: str | None = field(default=None, compare=False, hash=False)
@@ -36,8 +40,8 @@ class Constraint:
         return self._schema if self._schema is not None else json.loads(self.source)
 
     @property
-    def key(self) -> tuple[str, str, str, bool]:
-        return (self.kind, self.source, self.whitespace, self.close_objects)
+    def key(self) -> tuple[str, str, str, bool, str]:
+        return (self.kind, self.source, self.whitespace, self.close_objects, self.property_order)
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.source}"

@@ -30,8 +30,8 @@ class EngineGrammar:
     kind: GrammarKind
     source: Any
     json: JsonOptions = field(default_factory=JsonOptions)
-    # Arrays whose uniqueItems/contains the matcher keeps: (instance path, ArrayRule), constrain.schema.runtime.
-    array_rules: tuple[tuple[Any, Any], ...] = ()
+    # What the matcher keeps at instance paths: ArrayRule (constrain.schema.runtime), ObjectRule (schema.order).
+    rules: tuple[tuple[Any, Any], ...] = ()
 
 
 class Matcher(Protocol):

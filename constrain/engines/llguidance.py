@@ -11,7 +11,7 @@ import llguidance.hf
 import numpy as np
 
 from constrain.engines.base import EngineGrammar, Matcher
-from constrain.engines.runtime import ArrayRulesMatcher, TokenTable
+from constrain.engines.runtime import RulesMatcher, TokenTable
 from constrain.errors import (
     InvalidGrammarError,
     InvalidRegexError,
@@ -78,23 +78,23 @@ class LLGuidanceMatcher:
 
 
 class LLGuidanceGrammar:
-    __slots__ = ("grammar_text", "_tokenizer", "_limits", "_engine", "_array_rules")
+    __slots__ = ("grammar_text", "_tokenizer", "_limits", "_engine", "_rules")
 
     def __init__(self, grammar_text: str, tokenizer: llguidance.LLTokenizer, limits: Any,
-                 engine: LLGuidanceEngine | None = None, array_rules: tuple[Any, ...] = ()) -> None:
+                 engine: LLGuidanceEngine | None = None, rules: tuple[Any, ...] = ()) -> None:
         self.grammar_text = grammar_text
         self._tokenizer = tokenizer
         self._limits = limits
         self._engine = engine
-        self._array_rules = array_rules
+        self._rules = rules
 
     def matcher(self) -> Matcher:
         inner = LLGuidanceMatcher(
             llguidance.LLMatcher(self._tokenizer, self.grammar_text, log_level=0, limits=self._limits)
         )
-        if not self._array_rules or self._engine is None:
+        if not self._rules or self._engine is None:
             return inner
-        return ArrayRulesMatcher(inner, self._engine.token_table(), self._array_rules)
+        return RulesMatcher(inner, self._engine.token_table(), self._rules)
 
 
 class LLGuidanceEngine:
@@ -134,7 +134,7 @@ class LLGuidanceEngine:
         )
         if is_error:
             raise self._translate(grammar, messages[0] if messages else "unknown error")
-        return LLGuidanceGrammar(text, self.tokenizer, self.limits, self, grammar.array_rules)
+        return LLGuidanceGrammar(text, self.tokenizer, self.limits, self, grammar.rules)
 
     @staticmethod
     def _translate(grammar: EngineGrammar, message: str) -> Exception:

@@ -150,11 +150,14 @@ class OutlinesCoreEngine:
         )
 
     def compile(self, grammar: EngineGrammar) -> OutlinesCoreGrammar:
-        if grammar.array_rules:
-            keyword = "uniqueItems" if grammar.array_rules[0][1].unique else "contains"
+        if grammar.rules:
+            rule = grammar.rules[0][1]
+            keyword = "uniqueItems" if getattr(rule, "unique", False) else \
+                "contains" if getattr(rule, "contains", None) else "properties"
+            what = "property_order='any'" if keyword == "properties" else f"{keyword} over unbounded items"
             raise UnsupportedSchemaError(
-                f"{keyword} over unbounded items is enforced by constrain's matcher on the engine "
-                "'llguidance' only", keyword=keyword, pointer="")
+                f"{what} is enforced by constrain's matcher on the engine 'llguidance' only",
+                keyword=keyword, pointer="")
         regex = self.regex(grammar)
         try:
             index = outlines_core.Index(regex, self.vocabulary)

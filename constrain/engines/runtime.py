@@ -1,15 +1,18 @@
-"""A matcher that keeps array rules no grammar can express, on top of any engine's matcher.
+"""A matcher that keeps rules no grammar can express, on top of any engine's matcher.
 
-``uniqueItems`` and ``contains`` over unbounded items have no grammar; ``constrain.schema.runtime``
-says where such arrays stand (instance paths) and what each must keep. This wrapper follows the
-JSON being written (a small scanner over the token bytes), and at each mask removes every
-token that would complete an item equal (in JSON Schema's sense: ``1 == 1.0``, key order
-ignored) to an earlier item of a unique array, complete one match of ``contains`` too many, or
-close the array with too few. Tokens are only ever removed, so the language can only shrink to
-the exact one.
+``uniqueItems`` and ``contains`` over unbounded items have no grammar (``constrain.schema.runtime``
+says where such arrays stand, as instance paths, and what each must keep), nor do objects whose
+keys may come in any order (``constrain.schema.order``). This wrapper follows the JSON being
+written (a small scanner over the token bytes), and at each mask removes every token that
+would complete an item equal (in JSON Schema's sense: ``1 == 1.0``, key order ignored) to an
+earlier item of a unique array, complete one match of ``contains`` too many, close the array
+with too few, repeat a key of an any-order object, or close that object while it is not valid
+against its subschema. Tokens are only ever removed, so the language can only shrink to the
+exact one.
 
 Only tokens holding a byte that can end a value (a quote, comma, bracket, brace, whitespace)
-can complete an item or close an array, and only while a watched array is open is anything checked.
+can complete an item or key or close a container, and only while a watched container is open
+is anything checked.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,7 @@ import numpy as np
 from constrain.engines.base import Matcher
 from constrain.nesting import string_char
 from constrain.schema.check import is_valid_instance
+from constrain.schema.order import ObjectRule
 from constrain.schema.runtime import ArrayRule, Path, matches
 
 _ENDERS = frozenset(b'"]},} \n\r\t')
@@ -54,13 +59,27 @@ class _Frame:
     expect_key: bool = True  # objects: a key (or "}") comes next
     item_start: int | None = None  # watched arrays: where the current item's text began
     seen: set[Any] = field(default_factory=set)
+    object_rule: ObjectRule | None = None  # any-order objects
+    start: int = 0  # where the container's text began
+    keys: frozenset[str] = frozenset()  # any-order objects: the keys so far
+
+
+@lru_cache(maxsize=4096)
+def _valid_text(schema: str, text: bytes) -> bool:
+    """Whether a closed object's text is valid against ``schema`` (the many tokens that could
+    close the same object all ask this with the same text)."""
+    try:
+        return is_valid_instance(schema, json.loads(text))
+    except ValueError:
+        return False
 
 
 class _Scanner:
     """Where the output stands in its JSON: open containers, strings, scalars; watched items."""
 
-    def __init__(self, rules: tuple[tuple[Path, ArrayRule], ...]) -> None:
-        self.rules = rules
+    def __init__(self, rules: tuple[tuple[Path, ArrayRule | ObjectRule], ...]) -> None:
+        self.array_rules = [(p, r) for p, r in rules if isinstance(r, ArrayRule)]
+        self.object_rules = [(p, r) for p, r in rules if isinstance(r, ObjectRule)]
         self.buf = bytearray()
         self.stack: list[_Frame] = []
         self.in_string = False
@@ -88,7 +107,7 @@ class _Scanner:
 
     @property
     def watching(self) -> bool:
-        return any(f.rule for f in self.stack)
+        return any(f.rule or f.object_rule for f in self.stack)
 
     def string_targets(self) -> list[bytes] | None:
         """Inside a string item of the innermost watched array: the byte runs that, followed by a
@@ -111,6 +130,13 @@ class _Scanner:
         its current item (the containers open inside that item)."""
         for depth in range(len(self.stack) - 1, -1, -1):
             if self.stack[depth].rule:
+                return self.stack[depth], len(self.stack) - 1 - depth
+        return None, 0
+
+    def innermost_object(self) -> tuple[_Frame | None, int]:
+        """The innermost any-order object, and how many containers are open inside it."""
+        for depth in range(len(self.stack) - 1, -1, -1):
+            if self.stack[depth].object_rule:
                 return self.stack[depth], len(self.stack) - 1 - depth
         return None, 0
 
@@ -155,7 +181,12 @@ class _Scanner:
                 self.in_string, self.escaped = string_char(ch, self.escaped)
                 if not self.in_string:
                     if self.string_is_key:
-                        self.stack[-1].key = json.loads(bytes(self.buf[self.key_start :]).decode("utf-8"))
+                        top = self.stack[-1]
+                        top.key = json.loads(bytes(self.buf[self.key_start :]).decode("utf-8"))
+                        if top.object_rule is not None:
+                            if top.key in top.keys:
+                                return False
+                            top.keys = top.keys | {top.key}
                     elif not self._end_value(len(self.buf), commit):
                         return False
                 continue
@@ -177,11 +208,19 @@ class _Scanner:
             elif ch in "[{":
                 self._start_value()
                 path = self._value_path()
-                rule = next((r for p, r in self.rules if matches(p, path)), None) if ch == "[" else None
-                self.stack.append(_Frame("a" if ch == "[" else "o", path, rule=rule))
+                frame = _Frame("a" if ch == "[" else "o", path, start=len(self.buf) - 1)
+                if ch == "[":
+                    frame.rule = next((r for p, r in self.array_rules if matches(p, path)), None)
+                else:
+                    frame.object_rule = next((r for p, r in self.object_rules if matches(p, path)), None)
+                self.stack.append(frame)
             elif ch in "]}":
                 closed = self.stack.pop()
                 if closed.rule and closed.rule.contains is not None and closed.count < closed.rule.min_contains:
+                    return False
+                rule = closed.object_rule
+                if rule and not (rule.closes(closed.keys) and (
+                        rule.schema is None or _valid_text(rule.schema, bytes(self.buf[closed.start :])))):
                     return False
                 if not self._end_value(len(self.buf), commit):
                     return False
@@ -191,18 +230,37 @@ class _Scanner:
                     top.index += 1
                 else:
                     top.expect_key = True
+                    names = top.object_rule.names if top.object_rule else None
+                    if names is not None and names <= top.keys:
+                        return False  # every key that could follow would repeat one
             elif ch == ":":
                 self.stack[-1].expect_key = False
             elif ch not in " \n\r\t":
                 self.in_scalar = True
                 self._start_value()
-        return True
+        return self._key_can_finish()
+
+    def _key_can_finish(self) -> bool:
+        """Inside a key of an any-order object with known names: the key so far still begins a
+        name not yet used (else every way to finish it would repeat one)."""
+        if not self.in_string or not self.string_is_key or self.escaped:
+            return True
+        top = self.stack[-1]
+        rule = top.object_rule
+        if rule is None or rule.names is None:
+            return True
+        try:
+            prefix = json.loads(bytes(self.buf[self.key_start :]) + b'"')
+        except (ValueError, UnicodeDecodeError):
+            return True  # a split escape or character: told at the next token
+        return any(name.startswith(prefix) for name in rule.names - top.keys)
 
 
-class ArrayRulesMatcher:
-    """``inner`` plus the array rules at their paths (``schema.runtime``); same Matcher protocol."""
+class RulesMatcher:
+    """``inner`` plus the array and object rules at their paths; same Matcher protocol."""
 
-    def __init__(self, inner: Matcher, table: TokenTable, rules: tuple[tuple[Path, ArrayRule], ...]) -> None:
+    def __init__(self, inner: Matcher, table: TokenTable,
+                 rules: tuple[tuple[Path, ArrayRule | ObjectRule], ...]) -> None:
         self.inner = inner
         self.table = table
         self.token_bytes = table.token_bytes
@@ -216,14 +274,38 @@ class ArrayRulesMatcher:
 
     def fill_bitmask(self, bitmask: np.ndarray) -> None:
         self.inner.fill_bitmask(bitmask)
-        if not self.scanner.watching:
-            return
         t = self.table
         words = bitmask.view(np.uint32)
         allowed = ((words[t.enders >> 5] >> (t.enders & 31).astype(np.uint32)) & 1).astype(bool)
-        for token in self._candidates(allowed):
+        # A token may open a watched container and break its rule at once (`{}`, `[]`, two keys).
+        candidates = set(t.enders[allowed & (t.openers >= 1) & ((t.brackets >= 1) | (t.quotes >= 4))].tolist())
+        if self.scanner.watching:
+            candidates.update(self._object_candidates(allowed, bitmask))
+            if self.scanner.innermost()[0] is not None:
+                candidates.update(self._candidates(allowed))
+        for token in candidates:
             if self._breaks_rule(token):
                 words[token >> 5] &= np.uint32(~(1 << (token & 31)) & 0xFFFFFFFF)
+
+    def _object_candidates(self, allowed: np.ndarray, bitmask: np.ndarray) -> list[int]:
+        """The allowed tokens that could complete a key of, or close, an any-order object."""
+        t, scanner = self.table, self.scanner
+        frame, depth = scanner.innermost_object()
+        if frame is None:
+            return []
+        if depth:  # what is open inside the object closes first
+            pick = t.brackets >= depth
+        elif scanner.in_string and scanner.string_is_key:
+            if frame.object_rule.names is not None:  # any token may lead the key away from unused names
+                return np.flatnonzero(np.unpackbits(bitmask.view(np.uint8), bitorder="little")).tolist()
+            pick = t.quotes >= 1
+        elif frame.expect_key:  # a key starts with a quote, or the object closes
+            pick = (t.quotes >= 1) | (t.brackets >= 1)
+        else:  # a value: the next key comes after a comma, and a string value ends at a quote first
+            pick = (t.commas >= 1) | (t.brackets >= 1)
+            if scanner.in_string:
+                pick &= t.quotes >= 1
+        return t.enders[allowed & pick].tolist()
 
     def _candidates(self, allowed: np.ndarray) -> list[int]:
         """The allowed tokens that could complete a watched item here (a superset: each is tried)."""
@@ -258,7 +340,7 @@ class ArrayRulesMatcher:
 
     def consume(self, token_id: int) -> bool:
         if token_id < len(self.token_bytes) and not self.scanner.feed(self.token_bytes[token_id]):
-            self._error = "the token would break an array's uniqueItems or contains rule"
+            self._error = "the token would break an array's uniqueItems or contains rule, repeat a key or close an object too soon"
             return False
         self.tokens.append(token_id)
         return self.inner.consume(token_id)
@@ -290,11 +372,12 @@ class ArrayRulesMatcher:
 @dataclass(frozen=True)
 class TokenTable:
     """Per vocabulary: every token's bytes; for the tokens that can end a JSON value (``enders``),
-    how many ``]``/``}``, quotes and commas each holds and whether it holds a delimiter."""
+    how many ``]``/``}``, ``[``/``{``, quotes and commas each holds and whether it holds a delimiter."""
 
     token_bytes: list[bytes]
     enders: np.ndarray
     brackets: np.ndarray
+    openers: np.ndarray
     quotes: np.ndarray
     commas: np.ndarray
     delims: np.ndarray
@@ -307,6 +390,7 @@ class TokenTable:
             token_bytes,
             np.array(ids, dtype=np.int64),
             np.array([b.count(b"]") + b.count(b"}") for b in pick], dtype=np.int64),
+            np.array([b.count(b"[") + b.count(b"{") for b in pick], dtype=np.int64),
             np.array([b.count(b'"') for b in pick], dtype=np.int64),
             np.array([b.count(b",") for b in pick], dtype=np.int64),
             np.array([bool(_DELIMS.intersection(b)) for b in pick], dtype=bool),

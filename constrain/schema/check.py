@@ -30,7 +30,7 @@ def _validator_class(schema: Any) -> type:
 
 
 @lru_cache(maxsize=1024)
-def _ecma_matcher(pattern: str) -> Any:
+def ecma_matcher(pattern: str) -> Any:
     """A predicate: does a string contain a match of the ECMA ``pattern``? None if we cannot tell."""
     try:
         translated = ecma_to_engine(pattern, "")
@@ -51,7 +51,7 @@ def _ecma_matcher(pattern: str) -> Any:
 def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
     if not validator.is_type(instance, "string"):
         return
-    matches = _ecma_matcher(pattern)
+    matches = ecma_matcher(pattern)
     if matches is not None and not matches(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 

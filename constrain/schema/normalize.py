@@ -26,7 +26,7 @@ from urllib.parse import urljoin
 import jsonschema
 
 from constrain.errors import InvalidSchemaError, UnsatisfiableSchemaError, UnsupportedSchemaError
-from constrain.schema import arrays, objects, scalars
+from constrain.schema import arrays, objects, order, scalars
 from constrain.schema.combinators import Algebra
 from constrain.schema.dialects import DRAFT2019, at_least, dialect_of, upgrade
 from constrain.schema.flat import (
@@ -41,9 +41,10 @@ from constrain.schema.flat import (
     to_node,
     unsupported,
 )
+from constrain.schema.order import PropertyOrder
 from constrain.schema.patterns import ecma_to_engine
 from constrain.schema.refs import ROOT_URI, RefIndex, escape
-from constrain.schema.runtime import ArrayRule, Path, split_runtime
+from constrain.schema.runtime import Path, split_runtime
 from constrain.schema.strings import rewrite_string_keywords
 
 _COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains",
@@ -52,14 +53,17 @@ _APPLICATORS = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", 
                 "$dynamicRef", "$recursiveRef")
 
 
-def normalize_with_rules(schema: Any, *, close_objects: bool = False,
-                         param: str = "schema") -> tuple[Any, tuple[tuple[Path, ArrayRule], ...]]:
+def normalize_with_rules(schema: Any, *, close_objects: bool = False, param: str = "schema",
+                         property_order: PropertyOrder = "schema") -> tuple[Any, tuple[tuple[Path, Any], ...]]:
     """Like :func:`normalize`, but ``uniqueItems`` and ``contains`` with no exact grammar form are
-    left to the matcher: (the schema for the engine, the arrays the matcher watches and their rules)."""
-    return normalize(schema, close_objects=close_objects, param=param, at_runtime=True)
+    left to the matcher, and with ``property_order="any"`` so are repeated and missing keys of the
+    objects whose keys may come in any order (:mod:`order`): (the schema for the engine, the
+    instance paths the matcher watches, each with its ArrayRule or ObjectRule)."""
+    return normalize(schema, close_objects=close_objects, param=param, at_runtime=True, property_order=property_order)
 
 
-def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema", at_runtime: bool = False) -> Any:
+def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema", at_runtime: bool = False,
+              property_order: PropertyOrder = "schema") -> Any:
     """An equivalent schema for the engine; with ``close_objects``, objects allow declared properties only.
 
     Raises UnsupportedSchemaError (``param`` names the field: ``schema.properties.x.oneOf``)
@@ -72,7 +76,12 @@ def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema"
         out = normalizer.run()
         if not at_runtime:
             return out
-        return split_runtime(out) if normalizer.marked else (out, ())
+        out, rules = split_runtime(out) if normalizer.marked else (out, ())
+        if property_order == "any":
+            at = order.places(schema, refs_ignore_siblings=not at_least(normalizer.dialect, DRAFT2019))
+            out, object_rules = order.any_order(out, at, lambda node: normalizer.standalone(node, normalizer.root_base))
+            rules = (*rules, *object_rules)
+        return out, rules
     except UnsupportedSchemaError as exc:
         _name_the_users_keyword(schema, exc)
         if exc.param is None:
@@ -131,6 +140,7 @@ class Normalizer:
         self.dialect = dialect_of(schema)
         self.schema_uri = schema.get("$schema") if isinstance(schema, dict) else None
         self.index = RefIndex(schema, self.dialect)
+        self.root_base = urljoin(ROOT_URI, self.index.id_of(schema) or "") if isinstance(schema, dict) else ROOT_URI
         self.algebra = Algebra(self._deref, self._valid_flat, self._finish_arrays)
         self.names: dict[tuple[str, int], str] = {}
         self.defs: dict[str, Dnf] = {}
@@ -286,7 +296,7 @@ class Normalizer:
             elif key in ("items", "additionalProperties", "contains"):
                 flat[key] = to_node(self.norm(value, base, where))
                 if key == "contains":
-                    flat[CONTAINS_SOURCE] = self._standalone(value, base)
+                    flat[CONTAINS_SOURCE] = self.standalone(value, base)
             elif key in _COUNTS:
                 flat[key] = int(value)
             elif key == "type":
@@ -369,7 +379,7 @@ class Normalizer:
 
     # ------------------------------------------------------------------ helpers
 
-    def _standalone(self, node: Any, base: str) -> str | None:
+    def standalone(self, node: Any, base: str) -> str | None:
         """``node`` as a schema of its own (canonical text), for the matcher to validate items
         against: with the root's ``$defs``/``definitions`` beside it when it refers into them.
         None when it cannot stand alone (other references, ``$id``, ``$anchor``, dynamic refs)."""

@@ -38,6 +38,7 @@ def serve(args: Any) -> int:
     app = create_app(
         args.model,
         engine=args.engine,
+        property_order="any" if getattr(args, "any_order", False) else "schema",
         api_keys=keys,
         max_queue=args.max_queue,
         max_tokens_limit=args.max_tokens_limit,

@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from constrain.compiler import PropertyOrder
 from constrain.errors import InvalidRequestError, RequestTooLargeError
 from constrain.model import Model
 from constrain.server.auth import ApiKeys
@@ -189,6 +190,7 @@ def create_app(
     model: Model | str | Callable[[], Model] | None = None,
     *,
     engine: str = "llguidance",
+    property_order: PropertyOrder = "schema",
     api_keys: list[str] | tuple[str, ...] = (),
     max_queue: int = 64,
     max_tokens_limit: int | None = 4096,
@@ -210,7 +212,7 @@ def create_app(
         def source() -> Model:
             import constrain
 
-            return constrain.load(path, engine=engine)
+            return constrain.load(path, engine=engine, property_order=property_order)
 
     state = ServerState(
         holder=ModelHolder(source, load_estimate_s=load_estimate_s),

@@ -18,7 +18,7 @@ from constrain.errors import InvalidSchemaError, UnsatisfiableSchemaError, Unsup
 from constrain.schema import normalize
 from constrain.schema.dialects import dialect_of, upgrade
 from constrain.schema.scalars import not_one_of_strings
-from tests.conftest import read_jsonl_gz
+from tests.conftest import mask_walk, read_jsonl_gz
 
 
 def compact(value):
@@ -375,7 +375,7 @@ def test_contains_is_counted_by_the_matcher(tokenizer, schema, valid, invalid):
 )
 def test_contains_masks_closing_and_extra_matches(tokenizer, text, ok):
     schema = {"type": "array", "contains": {"type": "integer", "const": 1}, "minContains": 2, "maxContains": 2}
-    assert _mask_walk(tokenizer, schema, text) is ok
+    assert mask_walk(tokenizer, schema, text) is ok
 
 
 @pytest.mark.parametrize(
@@ -385,7 +385,7 @@ def test_contains_masks_closing_and_extra_matches(tokenizer, text, ok):
 )
 def test_contains_masks_on_string_items(tokenizer, text, ok):
     schema = {"type": "array", "items": {"type": "string"}, "contains": {"const": "a"}, "maxContains": 1}
-    assert _mask_walk(tokenizer, schema, text) is ok
+    assert mask_walk(tokenizer, schema, text) is ok
 
 
 @pytest.mark.parametrize(
@@ -531,20 +531,6 @@ def test_min_max_properties_next_to_optional_properties(tokenizer, schema, valid
     check(tokenizer, schema, valid, invalid)
 
 
-def _mask_walk(tokenizer, schema, text: str) -> bool:
-    """Walk ``text`` token by token through the masks (not just consume), then EOS."""
-    import numpy as np
-
-    compiled = compile_constraint({"type": "json", "value": schema}, tokenizer)
-    matcher = compiled.matcher()
-    bits = np.zeros((compiled.vocab_size + 31) // 32, dtype=np.int32)
-    for token in tokenizer.encode(text, add_special_tokens=False):
-        matcher.fill_bitmask(bits)
-        if not (int(bits.view(np.uint32)[token >> 5]) >> (token & 31)) & 1 or not matcher.consume(token):
-            return False
-    return matcher.is_accepting()
-
-
 @pytest.mark.parametrize(
     ("text", "ok"),
     [('["a","b"]', True), ('["a","a"]', False), ('["a","\\u0061"]', False), ('["a\\/b","a/b"]', False),
@@ -552,7 +538,7 @@ def _mask_walk(tokenizer, schema, text: str) -> bool:
 )
 def test_unique_items_masks_see_through_escapes_and_spellings(tokenizer, text, ok):
     schema = {"type": "array", "uniqueItems": True}
-    assert _mask_walk(tokenizer, schema, text) is ok
+    assert mask_walk(tokenizer, schema, text) is ok
 
 
 def test_integer_multiple_of_a_fraction_is_a_multiple_of_its_numerator(tokenizer):

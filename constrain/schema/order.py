@@ -1,0 +1,328 @@
+"""Objects whose keys may come in any order (``property_order="any"``).
+
+Every engine writes an object's declared properties in the order the schema lists them, so
+its mask admits that order only, although JSON objects are unordered. With
+``property_order="any"`` the mask admits every order, exactly:
+
+* ``places`` finds the instance paths where the subschemas governing every object that can
+  stand there all apply together: reached from the root through ``properties``,
+  ``additionalProperties``, a lone pattern property, ``items``, ``prefixItems``, local
+  ``$ref``s and ``allOf``, with no union or condition (``anyOf``, ``oneOf``, ``if``, ...) on
+  the way. A union *at* the place is fine.
+* ``any_order`` rewrites the engine schema's objects at those places (copies: a shared
+  ``$defs`` entry stays ordered elsewhere): declared properties become exact-name
+  ``patternProperties``, which the engine accepts in any order, but also twice and without
+  the required ones;
+* the matcher keeps the rest with an ``ObjectRule`` (``constrain.engines.runtime``): a key
+  never repeats, a key being written stays a prefix of an unused name, a comma needs a name
+  left, and ``}`` comes only when the object has the required keys of its form (under a union,
+  when it is valid against the subschema as written). A prefix the grammar allows can then
+  always be completed by adding the missing required keys.
+
+Objects anywhere else, and objects whose form the rewrite does not cover (``minProperties``,
+``propertyNames``, a pattern overlapping a name, ...), keep the schema's order: still exact,
+one order. One gap is known: under a union whose forms share a name prefix (``city`` in one,
+``city2`` in another), a key could reach a point where only the other form's longer name is
+unused; generation then stops with an error, never with invalid output.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote
+
+import regex
+
+from constrain.schema.check import ecma_matcher
+from constrain.schema.patterns import escape_char
+from constrain.schema.runtime import ANY_INDEX, AnyKey, Path
+
+PropertyOrder = Literal["schema", "any"]
+MAX_PLACES = 2000  # object places followed per schema (deep shared definitions fan out)
+
+# Keywords under which a child's schema is not decided by the path alone.
+_AMBIGUOUS = ("anyOf", "oneOf", "not", "if", "then", "else", "dependencies", "dependentSchemas",
+              "$dynamicRef", "$recursiveRef", "contains", "unevaluatedProperties", "unevaluatedItems")
+# What an engine object node may hold besides its properties for the rewrite to be exact.
+_REWRITABLE = frozenset({
+    "$defs", "type", "properties", "required", "additionalProperties", "patternProperties", "items", "prefixItems", "minItems", "maxItems",
+    "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "multipleOf", "title", "description", "default", "examples", "$comment", "deprecated", "readOnly", "writeOnly",
+})
+
+
+@dataclass(frozen=True)
+class ObjectRule:
+    """What the matcher keeps true of an object whose keys may come in any order.
+
+    The grammar already holds each member to its schema; what it lost is the key set. With one
+    object form at the place, a closed object is valid exactly when it has that form's required
+    keys. With several (a union), which form applies may depend on the values, so the closed
+    object is also validated against the subschema as written (``schema``).
+    """
+
+    # Per object form at the place: (its required names, the names it allows or None for any).
+    shapes: tuple[tuple[frozenset[str], frozenset[str] | None], ...]
+    schema: str | None = None  # self-contained JSON Schema text; None with a single form
+    # The names a key may take (None: any). A key being written must stay a prefix of one not
+    # yet used, or the object could reach a key whose only completions repeat one.
+    names: frozenset[str] | None = None
+
+    def closes(self, keys: frozenset[str]) -> bool:
+        """Whether some form's key set allows an object with exactly ``keys`` to close."""
+        return any(required <= keys and (allowed is None or keys <= allowed) for required, allowed in self.shapes)
+
+
+def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
+    """Instance paths governed by subschemas that all apply together (no union or condition on
+    the way), each with their conjunction; at most ``MAX_PLACES`` (beyond: the schema's order)."""
+    found: dict[Path, Any] = {}
+
+    def conjuncts(node: Any, refs: tuple[str, ...], out: list[dict[str, Any]], top: bool = False) -> bool:
+        """Collect the subschemas that apply together at a place (the node, its ``$ref`` target,
+        its ``allOf`` members); False when one of them makes what lies below it ambiguous."""
+        if node is True:
+            return True
+        if not isinstance(node, dict) or any(k in node for k in _AMBIGUOUS) or (_moves_base(node) and not top):
+            return False
+        if "$ref" in node:
+            ref = node["$ref"]
+            target = _resolve(root, ref)
+            if target is None or ref in refs or len(refs) > 32 or not conjuncts(target, (*refs, ref), out):
+                return False
+            if refs_ignore_siblings:
+                return True  # before 2019-09 a reference's siblings are ignored
+        out.append(node)
+        return all(conjuncts(sub, refs, out) for sub in node.get("allOf", []))
+
+    def place(children: list[Any], path: Path, refs: tuple[str, ...]) -> None:
+        if path in found or len(found) >= MAX_PLACES:
+            return
+        found[path] = children[0] if len(children) == 1 else {"allOf": children}
+        applying: list[dict[str, Any]] = []
+        if all(conjuncts(child, refs, applying) for child in children):
+            below(applying, path, refs)
+
+    def below(applying: list[dict[str, Any]], path: Path, refs: tuple[str, ...]) -> None:
+        if len(path) > 32 or not all(isinstance(c.get(k, {}), dict) for c in applying
+                                     for k in ("properties", "patternProperties")):
+            return
+        declared = list(dict.fromkeys(name for c in applying for name in c.get("properties", {})))
+        for name in declared:
+            children: list[Any] = []
+            for c in applying:
+                if any(_finds(p, name) is not False for p in c.get("patternProperties", {})):
+                    break  # a pattern's schema applies too: not followed
+                if name in c.get("properties", {}):
+                    children.append(c["properties"][name])
+                elif c.get("additionalProperties", True) is not True:
+                    children.append(c["additionalProperties"])
+            else:
+                place(children, (*path, name), refs)
+        others = AnyKey(frozenset(declared))
+        patterns = [c["patternProperties"] for c in applying if c.get("patternProperties")]
+        if not patterns:
+            extras = [c["additionalProperties"] for c in applying if c.get("additionalProperties", True) is not True]
+            if extras:
+                place(extras, (*path, others), refs)
+        elif len(applying) == 1 and len(patterns[0]) == 1 and applying[0].get("additionalProperties") is False:
+            place(list(patterns[0].values()), (*path, others), refs)  # one pattern governs every other key
+        tuples = [c for c in applying if "prefixItems" in c or isinstance(c.get("items"), list)]
+        if len(applying) == 1 and tuples and isinstance(tuples[0].get("prefixItems"), list):
+            for index, sub in enumerate(tuples[0]["prefixItems"]):
+                place([sub], (*path, index), refs)
+        elif not tuples:
+            items = [c["items"] for c in applying if "items" in c and c["items"] is not True]
+            if items:
+                place(items, (*path, ANY_INDEX), refs)
+
+    if isinstance(root, dict):
+        found[()] = root
+        applying: list[dict[str, Any]] = []
+        if conjuncts(root, (), applying, top=True):
+            below(applying, (), ())
+    return found
+
+
+def _moves_base(node: dict[str, Any]) -> bool:
+    """An ``$id`` (``id`` in draft-04) other than a fragment: references below read from elsewhere."""
+    return any(isinstance(node.get(k), str) and not node[k].startswith("#") for k in ("$id", "id"))
+
+
+def any_order(schema: Any, at: dict[Path, Any], standalone: Any) -> tuple[Any, tuple[tuple[Path, ObjectRule], ...]]:
+    """(the engine schema with the objects at ``at`` rewritten, their rules); deepest first, so a
+    parent's properties are still named when its children are reached. ``standalone(node)`` is
+    the self-contained text of a place's subschema (None: it cannot stand alone, the place keeps
+    the schema's order), needed where several object forms meet."""
+    defs = schema.get("$defs", {}) if isinstance(schema, dict) else {}
+    rules: list[tuple[Path, ObjectRule]] = []
+    for path in sorted(at, key=len, reverse=True):
+        shapes: list[tuple[frozenset[str], frozenset[str] | None]] = []
+        rewritten, changed = _rewrite(schema, path, defs, (), shapes)
+        if not changed:
+            continue
+        text = None
+        if len(shapes) > 1:
+            text = json.dumps(at[path], ensure_ascii=False, separators=(",", ":")) if not path \
+                else standalone(at[path])
+            if text is None:
+                continue
+        names = [allowed for _, allowed in shapes]
+        union = None if None in names else frozenset().union(*names)  # type: ignore[arg-type]
+        schema = rewritten
+        rules.append((path, ObjectRule(tuple(shapes), text, union)))
+    return schema, tuple(rules)
+
+
+def _rewrite(node: Any, rest: Path, defs: dict[str, Any], seen: tuple[str, ...],
+             names: list[tuple[frozenset[str], frozenset[str] | None]]) -> tuple[Any, bool]:
+    """``node`` with the objects at instance path ``rest`` below it rewritten; ``names`` collects
+    each object form that may stand there: (required names, allowed names or None for any)."""
+    if not isinstance(node, dict):
+        if node is not False:
+            names.append(_ANY)
+        return node, False
+    if "$ref" in node:
+        name = str(node["$ref"]).rsplit("/", 1)[-1]
+        if set(node) - {"$defs"} != {"$ref"} or name in seen or name not in defs:
+            names.append(_ANY)
+            return node, False
+        new, changed = _rewrite(defs[name], rest, defs, (*seen, name), names)
+        if changed and "$defs" in node and isinstance(new, dict):
+            new = {**new, "$defs": node["$defs"]}
+        return (new, True) if changed else (node, False)  # a rewritten copy in place of the reference
+    if "anyOf" in node:
+        branches = [_rewrite(b, rest, defs, seen, names) for b in node["anyOf"]]
+        if not any(changed for _, changed in branches):
+            return node, False
+        return {**node, "anyOf": [b for b, _ in branches]}, True
+    if not rest:
+        shape = _shape(node)
+        if shape is not None:
+            names.append(shape)
+        return _unordered(node)
+    followed = _follow(node, rest, defs, seen, names)
+    if followed is None:  # objects may stand there in a form this walk does not see: any keys
+        if _may_hold(node, rest[0]):
+            names.append(_ANY)
+        return node, False
+    return followed
+
+
+def _follow(node: dict[str, Any], rest: Path, defs: dict[str, Any], seen: tuple[str, ...],
+            names: list[tuple[frozenset[str], frozenset[str] | None]]) -> tuple[Any, bool] | None:
+    """``_rewrite`` one step down from a flat node; None when the step cannot be followed."""
+    step, rest = rest[0], rest[1:]
+    key, child = None, None
+    if isinstance(step, AnyKey):
+        patterns = node.get("patternProperties", {})
+        if set(node.get("properties", {})) != step.excluded:
+            pass
+        elif not patterns and isinstance(node.get("additionalProperties"), dict):
+            key, child = "additionalProperties", node["additionalProperties"]
+        elif len(patterns) == 1 and node.get("additionalProperties") is False:
+            (pattern, sub), = patterns.items()
+            new, changed = _rewrite(sub, rest, defs, seen, names)
+            return ({**node, "patternProperties": {pattern: new}}, True) if changed else (node, False)
+    elif step == ANY_INDEX or isinstance(step, int):
+        prefix = node.get("prefixItems", [])
+        if isinstance(step, int) and step < len(prefix):
+            new, changed = _rewrite(prefix[step], rest, defs, seen, names)
+            return ({**node, "prefixItems": [*prefix[:step], new, *prefix[step + 1:]]}, True) if changed \
+                else (node, False)
+        if not prefix and isinstance(node.get("items"), dict):
+            key, child = "items", node["items"]
+    elif step in node.get("properties", {}):
+        new, changed = _rewrite(node["properties"][step], rest, defs, seen, names)
+        return ({**node, "properties": {**node["properties"], step: new}}, True) if changed else (node, False)
+    if key is None:
+        return None
+    new, changed = _rewrite(child, rest, defs, seen, names)
+    return ({**node, key: new}, True) if changed else (node, False)
+
+
+def _may_hold(node: dict[str, Any], step: Any) -> bool:
+    """Whether a value of ``node`` may have the key or index ``step``."""
+    kind = node.get("type")
+    want = "array" if step == ANY_INDEX or isinstance(step, int) else "object"
+    if "enum" in node:
+        return any(isinstance(v, list if want == "array" else dict) for v in node["enum"])
+    if kind is not None and kind != want and want not in kind:
+        return False
+    return not (want == "object" and node.get("additionalProperties") is False
+                and not node.get("patternProperties") and not isinstance(step, AnyKey))
+
+
+def _shape(node: dict[str, Any]) -> tuple[frozenset[str], frozenset[str] | None] | None:
+    """(required names, allowed names or None for any) of the objects an engine node admits;
+    None when it admits no object."""
+    kind = node.get("type")
+    if "enum" in node:
+        objects = [v for v in node["enum"] if isinstance(v, dict)]
+        return _ANY if objects else None  # fixed values: spelled out in the grammar
+    if kind is not None and kind != "object" and "object" not in kind:
+        return None
+    required = frozenset(node.get("required", ()))
+    if node.get("additionalProperties") is not False or node.get("patternProperties"):
+        return required, None
+    return required, frozenset(k for k, v in node.get("properties", {}).items() if v is not False)
+
+
+_ANY: tuple[frozenset[str], None] = (frozenset(), None)  # an object form about which nothing is known
+
+
+def _unordered(node: dict[str, Any]) -> tuple[Any, bool]:
+    """An engine object node with its declared properties as exact-name patterns, when exact."""
+    props = node.get("properties")
+    kind = node.get("type")
+    if not props or not set(node) <= _REWRITABLE or not (kind is None or kind == "object" or "object" in kind):
+        return node, False
+    others = node.get("patternProperties", {})
+    if any(_fullmatch(p, name) is not False for p in others for name in props):
+        return node, False  # the engine needs disjoint patterns (and both schemas would apply)
+    closed = node.get("additionalProperties") is False
+    if closed and not set(node.get("required", [])) <= {name for name, sub in props.items() if sub is not False}:
+        return node, False
+    # A forbidden name stays a pattern with schema `false` where additionalProperties would admit it.
+    patterns = {_exact(name): sub for name, sub in props.items() if sub is not False or not closed}
+    if not patterns:
+        return node, False
+    out = {k: v for k, v in node.items() if k not in ("properties", "required")}
+    out["patternProperties"] = {**patterns, **others}
+    return out, True
+
+
+def _finds(pattern: str, name: str) -> bool | None:
+    """Whether the ECMA ``pattern`` (as written) finds a match in ``name``; None: cannot tell."""
+    matcher = ecma_matcher(pattern)
+    return None if matcher is None else bool(matcher(name))
+
+
+def _fullmatch(pattern: str, name: str) -> bool | None:
+    """Whether an engine pattern (anchored, Rust syntax) matches ``name``; None: cannot tell."""
+    try:
+        return regex.fullmatch(pattern, name) is not None
+    except regex.error:
+        return None
+
+
+def _exact(name: str) -> str:
+    return "^" + "".join(escape_char(ord(ch)) for ch in name) + "$"
+
+
+def _resolve(root: Any, ref: Any) -> Any:
+    """A ``#``-pointer reference inside the document; None for anything else."""
+    if not isinstance(ref, str) or not ref.startswith("#") or (len(ref) > 1 and ref[1] != "/"):
+        return None
+    node = root
+    for part in ref[2:].split("/") if len(ref) > 1 else ():
+        part = unquote(part).replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
