@@ -198,6 +198,14 @@ def test_agrees_with_the_reference_on_random_orders_and_mutations(tokenizer):
     assert checked == 45
 
 
+def test_a_union_is_checked_with_the_normaliser_s_reading_of_the_schema(tokenizer):
+    # 2020-12 dropped `dependencies` from the vocabulary, but constrain still enforces it; the
+    # closing check under a union must read it the same way, or it would let an object close.
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "dependencies": {"foo\nbar": ["foo\rbar"]}}
+    assert walk(tokenizer, schema, compact({"foo\rbar": 2, "foo\nbar": 1}))
+    assert not walk(tokenizer, schema, compact({"foo\nbar": 1, "foo": 2}))
+
+
 def test_property_order_must_be_known(tokenizer):
     with pytest.raises(InvalidRequestError) as info:
         compile_constraint({"type": "json", "value": PERSON}, tokenizer, property_order="sorted")

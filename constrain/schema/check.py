@@ -120,7 +120,10 @@ def _format_checker(cls: type) -> jsonschema.FormatChecker:
 
 @lru_cache(maxsize=16)
 def _ecma_class(cls: type) -> type:
-    return jsonschema.validators.extend(cls, {"pattern": _ecma_pattern})
+    # `dependencies` is still met from 2019-09 on, as the normaliser enforces it (the suite's
+    # "dependencies-compatibility"); jsonschema's 2019-09/2020-12 classes ignore it.
+    keywords = {"pattern": _ecma_pattern, "dependencies": jsonschema.Draft7Validator.VALIDATORS["dependencies"]}
+    return jsonschema.validators.extend(cls, keywords)
 
 
 def check_schema(schema: Any, *, param: str = "schema") -> Any:

@@ -275,11 +275,19 @@ _ANY: tuple[frozenset[str], None] = (frozenset(), None)  # an object form about 
 
 def _unordered(node: dict[str, Any]) -> tuple[Any, bool]:
     """An engine object node with its declared properties as exact-name patterns, when exact."""
-    props = node.get("properties")
     kind = node.get("type")
-    if not props or not set(node) <= _REWRITABLE or not (kind is None or kind == "object" or "object" in kind):
+    if not set(node) <= _REWRITABLE or not (kind is None or kind == "object" or "object" in kind):
         return node, False
+    props = dict(node.get("properties", {}))
     others = node.get("patternProperties", {})
+    extra = node.get("additionalProperties", True)
+    for name in node.get("required", []):  # required but undeclared: the engine would order it too
+        if name not in props:
+            if others or extra is False:
+                return node, False
+            props[name] = extra
+    if not props:
+        return node, False
     if any(_fullmatch(p, name) is not False for p in others for name in props):
         return node, False  # the engine needs disjoint patterns (and both schemas would apply)
     closed = node.get("additionalProperties") is False
