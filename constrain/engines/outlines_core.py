@@ -151,9 +151,7 @@ class OutlinesCoreEngine:
 
     def compile(self, grammar: EngineGrammar) -> OutlinesCoreGrammar:
         if grammar.rules:
-            rule = grammar.rules[0][1]
-            keyword = "uniqueItems" if getattr(rule, "unique", False) else \
-                "contains" if getattr(rule, "contains", None) else "properties"
+            keyword = grammar.rules[0][1].keyword
             what = "property_order='any'" if keyword == "properties" else f"{keyword} over unbounded items"
             raise UnsupportedSchemaError(
                 f"{what} is enforced by constrain's matcher on the engine 'llguidance' only",

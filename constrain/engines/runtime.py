@@ -125,19 +125,13 @@ class _Scanner:
         seen = [v[1] for v in top.seen if v[0] == "s" and v[1].startswith(prefix)]
         return [json.dumps(v[len(prefix) :], ensure_ascii=False)[1:-1].encode() + b'"' for v in seen]
 
-    def innermost(self) -> tuple[_Frame | None, int]:
-        """The innermost watched array, and the fewest ``]``/``}`` a token must hold to complete
-        its current item (the containers open inside that item)."""
+    def innermost(self, objects: bool = False) -> tuple[_Frame | None, int]:
+        """The innermost watched array (any-order object with ``objects``), and how many
+        containers are open inside it: the fewest ``]``/``}`` a token must hold to reach it."""
         for depth in range(len(self.stack) - 1, -1, -1):
-            if self.stack[depth].rule:
-                return self.stack[depth], len(self.stack) - 1 - depth
-        return None, 0
-
-    def innermost_object(self) -> tuple[_Frame | None, int]:
-        """The innermost any-order object, and how many containers are open inside it."""
-        for depth in range(len(self.stack) - 1, -1, -1):
-            if self.stack[depth].object_rule:
-                return self.stack[depth], len(self.stack) - 1 - depth
+            frame = self.stack[depth]
+            if frame.object_rule if objects else frame.rule:
+                return frame, len(self.stack) - 1 - depth
         return None, 0
 
     def _value_path(self) -> Path:
@@ -290,7 +284,7 @@ class RulesMatcher:
     def _object_candidates(self, allowed: np.ndarray, bitmask: np.ndarray) -> list[int]:
         """The allowed tokens that could complete a key of, or close, an any-order object."""
         t, scanner = self.table, self.scanner
-        frame, depth = scanner.innermost_object()
+        frame, depth = scanner.innermost(objects=True)
         if frame is None:
             return []
         if depth:  # what is open inside the object closes first

@@ -389,7 +389,7 @@ class Normalizer:
         doc: dict[str, Any] = {"$schema": uri, **node}
         if _refs_in(node):
             root = self.root if isinstance(self.root, dict) else {}
-            if base != urljoin(ROOT_URI, self.index.id_of(root) or ""):
+            if base != self.root_base:
                 return None  # inside an embedded resource, `#/...` names another document
             doc.update({k: root[k] for k in ("$defs", "definitions") if k in root})
         text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))

@@ -70,6 +70,8 @@ class ObjectRule:
     # yet used, or the object could reach a key whose only completions repeat one.
     names: frozenset[str] | None = None
 
+    keyword = "properties"  # what the rule keeps, for errors: the declared properties' order
+
     def closes(self, keys: frozenset[str]) -> bool:
         """Whether some form's key set allows an object with exactly ``keys`` to close."""
         return any(required <= keys and (allowed is None or keys <= allowed) for required, allowed in self.shapes)

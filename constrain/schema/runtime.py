@@ -53,6 +53,11 @@ class ArrayRule:
     min_contains: int = 1
     max_contains: int | None = None
 
+    @property
+    def keyword(self) -> str:
+        """The keyword this rule keeps (for errors)."""
+        return "uniqueItems" if self.unique else "contains"
+
     @classmethod
     def of(cls, node: dict[str, Any]) -> ArrayRule | None:
         """The rule a normalised node's markers ask for (None when it has none)."""
@@ -119,7 +124,7 @@ def split_runtime(schema: Any) -> tuple[Any, tuple[tuple[Path, ArrayRule], ...]]
         if rule.contains is not None:
             others += short
         if any(_overlap(path, other) for other in others):
-            keyword = "uniqueItems" if rule.unique else "contains"
+            keyword = rule.keyword
             raise unsupported(
                 f"{keyword} at {_show(path)} shares its place with an array under other rules, "
                 "so the matcher could not tell which rule applies", keyword, "")
