@@ -129,6 +129,69 @@ def test_where_the_path_does_not_tell_the_subschema_the_schema_order_stays(token
     assert not walk(tokenizer, schema, '{"a":{"q":2,"p":1}}')  # valid, but not in the schema's order
 
 
+META = {"type": "object", "properties": {"priority": {"type": "number"}, "audience": {"type": "array"}},
+        "additionalProperties": False}
+
+
+def content_union(image_meta):
+    """Content that is text or an image, both with annotations (MCP's shape)."""
+    return {"type": "object", "properties": {"content": {"anyOf": [
+        {"type": "object", "properties": {"type": {"const": "text"}, "text": {"type": "string"}, "annotations": META},
+         "required": ["type", "text"], "additionalProperties": False},
+        {"type": "object", "properties": {"type": {"const": "image"}, "data": {"type": "string"},
+                                          "annotations": image_meta},
+         "required": ["type", "data"], "additionalProperties": False},
+    ]}}}
+
+
+def test_below_a_union_objects_whose_forms_need_the_same_keys_take_any_order(tokenizer):
+    # Every form of /content/annotations requires the same names (none): the grammar holds each
+    # form's names and values, the matcher the required ones, whichever branch is taken.
+    schema = content_union({**META, "properties": {**META["properties"], "extra": {}}})
+    _, rules = normalize_with_rules(schema, property_order="any")
+    assert ("content", "annotations") in {path for path, _ in rules}
+    assert walk(tokenizer, schema, '{"content":{"annotations":{"audience":[],"priority":1},"text":"t","type":"text"}}')
+    assert walk(tokenizer, schema, '{"content":{"data":"d","annotations":{"extra":0,"priority":1},"type":"image"}}')
+    assert not walk(tokenizer, schema, '{"content":{"type":"text","text":"t","annotations":{"extra":0}}}')
+    assert not walk(tokenizer, schema, '{"content":{"type":"text","text":"t","annotations":{"priority":1,"priority":2}}}')
+    # Forms that require different names: the path does not say which applies, the order stays.
+    schema = content_union({**META, "required": ["priority"]})
+    _, rules = normalize_with_rules(schema, property_order="any")
+    assert ("content", "annotations") not in {path for path, _ in rules}
+    assert walk(tokenizer, schema, '{"content":{"type":"image","data":"d","annotations":{"priority":1,"audience":[]}}}')
+    assert not walk(tokenizer, schema, '{"content":{"type":"image","data":"d","annotations":{"audience":[]}}}')
+    assert not walk(tokenizer, schema, '{"content":{"type":"image","data":"d","annotations":{"audience":[],"priority":1}}}')
+
+
+def test_below_a_union_a_name_only_one_branch_declares_is_an_exact_place(tokenizer):
+    # Only the resource branch declares /content/resource; its own union (text or blob, which
+    # require different names) is then checked against that subschema, as at the root.
+    resource = {"anyOf": [
+        {"type": "object", "properties": {"uri": {"type": "string"}, "text": {"type": "string"}},
+         "required": ["uri", "text"], "additionalProperties": False},
+        {"type": "object", "properties": {"uri": {"type": "string"}, "blob": {"type": "string"}},
+         "required": ["uri", "blob"], "additionalProperties": False}]}
+    schema = {"type": "object", "properties": {"content": {"anyOf": [
+        {"type": "object", "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+         "required": ["type", "text"]},
+        {"type": "object", "properties": {"type": {"const": "resource"}, "resource": resource},
+         "required": ["type", "resource"]},
+    ]}}}
+    _, rules = normalize_with_rules(schema, property_order="any")
+    rule = dict(rules)[("content", "resource")]
+    assert rule.schema is not None  # validated against the subschema: the forms need different names
+    assert walk(tokenizer, schema, '{"content":{"resource":{"text":"t","uri":"u"},"type":"resource"}}')
+    assert walk(tokenizer, schema, '{"content":{"type":"resource","resource":{"blob":"b","uri":"u"}}}')
+    assert not walk(tokenizer, schema, '{"content":{"type":"resource","resource":{"uri":"u"}}}')
+    assert not walk(tokenizer, schema, '{"content":{"type":"resource","resource":{"text":"t"}}}')
+    # The text branch is open: another of its keys may be called resource and hold anything,
+    # so the name is no longer governed by one declaration, and that object keeps one order.
+    schema["properties"]["content"]["anyOf"][0]["additionalProperties"] = {"type": "object"}
+    _, rules = normalize_with_rules(schema, property_order="any")
+    assert ("content", "resource") not in dict(rules)
+    assert not walk(tokenizer, schema, '{"content":{"type":"resource","resource":{"text":"t","uri":"u"}}}')
+
+
 def test_all_of_members_and_a_lone_pattern_govern_their_places_together(tokenizer):
     schema = {
         "$defs": {"base": {"type": "object", "properties": {"meta": {"type": "object", "properties": {
@@ -159,7 +222,7 @@ def test_places_and_rewrites():
     out, rules = normalize_with_rules(schema, property_order="any")
     paths = {path for path, rule in rules}
     assert isinstance(rules[0][1], ObjectRule)
-    # an anyOf *at* a place is fine; under it nothing more is a place; minProperties keeps its order
+    # an anyOf *at* a place is fine (below it x and y hold no objects); minProperties keeps its order
     assert paths == {(), ("one",), ("many", ANY_INDEX), ("map", AnyKey(frozenset())), ("either",)}
     props = out["patternProperties"] if "patternProperties" in out else out["anyOf"][0]["patternProperties"]
     assert set(props) == {"^one$", "^many$", "^map$", "^either$", "^counted$"}
@@ -180,6 +243,8 @@ def test_agrees_with_the_reference_on_random_orders_and_mutations(tokenizer):
         ({"type": "object", "properties": {"t": {"enum": ["a", "b"]}, "x": {}, "y": {}},
           "required": ["t"], "if": {"properties": {"t": {"const": "a"}}}, "then": {"required": ["x"]},
           "else": {"required": ["y"]}}, {"t": "a", "x": 1, "y": 2}),
+        (content_union({**META, "properties": {**META["properties"], "extra": {}}}),
+         {"content": {"type": "image", "data": "d", "annotations": {"priority": 1, "audience": [], "extra": 0}}}),
     ]
     checked = 0
     for schema, value in cases:
@@ -195,7 +260,7 @@ def test_agrees_with_the_reference_on_random_orders_and_mutations(tokenizer):
                     candidate = {**candidate, key: rng.choice(["s", 7, None, [1]])}
             assert walk(tokenizer, schema, compact(candidate)) == reference.is_valid(candidate), (schema, candidate)
             checked += 1
-    assert checked == 45
+    assert checked == 60
 
 
 def test_a_union_is_checked_with_the_normaliser_s_reading_of_the_schema(tokenizer):

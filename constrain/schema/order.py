@@ -4,20 +4,22 @@ Every engine writes an object's declared properties in the order the schema list
 its mask admits that order only, although JSON objects are unordered. With
 ``property_order="any"`` the mask admits every order, exactly:
 
-* ``places`` finds the instance paths where the subschemas governing every object that can
-  stand there all apply together: reached from the root through ``properties``,
-  ``additionalProperties``, a lone pattern property, ``items``, ``prefixItems``, local
-  ``$ref``s and ``allOf``, with no union or condition (``anyOf``, ``oneOf``, ``if``, ...) on
-  the way. A union *at* the place is fine.
+* ``places`` finds the instance paths where objects may stand, each with the subschema that
+  governs them: reached from the root through ``properties``, ``additionalProperties``, a lone
+  pattern property, ``items``, ``prefixItems``, local ``$ref``s and ``allOf``. A union *at* the
+  place is fine. Below a union or condition (``anyOf``, ``oneOf``, ``if``, ...) the path alone
+  does not say which subschemas apply: there a name is a place with a subschema only when one
+  declaration alone can govern it, and otherwise a place without one (``None``);
 * ``any_order`` rewrites the engine schema's objects at those places (copies: a shared
   ``$defs`` entry stays ordered elsewhere): declared properties become exact-name
   ``patternProperties``, which the engine accepts in any order, but also twice and without
   the required ones;
 * the matcher keeps the rest with an ``ObjectRule`` (``constrain.engines.runtime``): a key
   never repeats, a key being written stays a prefix of an unused name, a comma needs a name
-  left, and ``}`` comes only when the object has the required keys of its form (under a union,
-  when it is valid against the subschema as written). A prefix the grammar allows can then
-  always be completed by adding the missing required keys.
+  left, and ``}`` comes only when the object has the required keys of its form. Where the
+  engine's forms at a place require different names, ``}`` needs the object valid against the
+  place's subschema as written (a place without one keeps the schema's order). A prefix the
+  grammar allows can then always be completed by adding the missing required keys.
 
 Objects anywhere else, and objects whose form the rewrite does not cover (``minProperties``,
 ``propertyNames``, a pattern overlapping a name, ...), keep the schema's order: still exact,
@@ -41,6 +43,7 @@ from constrain.schema.runtime import ANY_INDEX, AnyKey, Path
 
 PropertyOrder = Literal["schema", "any"]
 MAX_PLACES = 2000  # object places followed per schema (deep shared definitions fan out)
+MAX_GROWTH, GROWTH_FLOOR = 3, 200_000  # how much larger places below unions may make the engine schema
 
 # Keywords under which a child's schema is not decided by the path alone.
 _AMBIGUOUS = ("anyOf", "oneOf", "not", "if", "then", "else", "dependencies", "dependentSchemas",
@@ -57,10 +60,11 @@ _REWRITABLE = frozenset({
 class ObjectRule:
     """What the matcher keeps true of an object whose keys may come in any order.
 
-    The grammar already holds each member to its schema; what it lost is the key set. With one
-    object form at the place, a closed object is valid exactly when it has that form's required
-    keys. With several (a union), which form applies may depend on the values, so the closed
-    object is also validated against the subschema as written (``schema``).
+    The grammar already holds each member to its schema and each form to its names; what it
+    lost is the required ones. Where every object form at the place requires the same names, a
+    closed object is valid exactly when it has them. Where forms differ (a union), which applies
+    may depend on the values, so the closed object is validated against the subschema as
+    written (``schema``).
     """
 
     # Per object form at the place: (its required names, the names it allows or None for any).
@@ -78,9 +82,11 @@ class ObjectRule:
 
 
 def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
-    """Instance paths governed by subschemas that all apply together (no union or condition on
-    the way), each with their conjunction; at most ``MAX_PLACES`` (beyond: the schema's order)."""
+    """Instance paths where objects may stand, each with the subschema governing it (None below a
+    union or condition where no single declaration does); paths that need no union first, at
+    most ``MAX_PLACES`` of them, then as many again below unions, breadth first."""
     found: dict[Path, Any] = {}
+    later: list[tuple[list[Any], Path, tuple[str, ...]]] = []
 
     def conjuncts(node: Any, refs: tuple[str, ...], out: list[dict[str, Any]], top: bool = False) -> bool:
         """Collect the subschemas that apply together at a place (the node, its ``$ref`` target,
@@ -106,6 +112,60 @@ def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
         applying: list[dict[str, Any]] = []
         if all(conjuncts(child, refs, applying) for child in children):
             below(applying, path, refs)
+        else:
+            later.append((children, path, refs))  # after every path that needs no union
+
+    def beyond(nodes: list[Any], path: Path, refs: tuple[str, ...]) -> None:
+        """Below a union or condition: the paths where objects may stand, without their schema
+        (``None``); the rewrite decides from the engine schema whether the rule is still exact."""
+        if len(path) > 32:
+            return
+        collected: dict[int, dict[str, Any]] = {}
+        if not all(alternatives(node, refs, collected) for node in nodes):
+            return
+        may = [c for c in collected.values() if isinstance(c.get("properties", {}), dict)]
+        for name in dict.fromkeys(name for c in may for name in c.get("properties", {})):
+            children = [c["properties"][name] for c in may if name in c.get("properties", {})]
+            # Declared by one subschema alone, with no other that could reach the name: wherever
+            # the key stands, that declaration alone governs it (an exact place again).
+            alone = len({id(child) for child in children}) == 1 and not any(
+                name not in c.get("properties", {}) and _reaches_others(c) for c in may)
+            (place if alone else found_below)(children[:1] if alone else children, (*path, name), refs)
+        items = [c["items"] for c in may if isinstance(c.get("items"), dict)]
+        if items:
+            alone = len({id(i) for i in items}) == 1 and not any(
+                isinstance(c.get("items"), list) or any(k in c for k in _OTHER_ITEMS) for c in may)
+            (place if alone else found_below)(items[:1] if alone else items, (*path, ANY_INDEX), refs)
+
+    def alternatives(node: Any, refs: tuple[str, ...], out: dict[int, dict[str, Any]]) -> bool:
+        """Collect every subschema that may apply at a place (through references, ``allOf``,
+        unions and conditions); False where references are dynamic or read from elsewhere."""
+        if not isinstance(node, dict) or id(node) in out:
+            return True
+        if any(k in node for k in ("$dynamicRef", "$recursiveRef")) or _moves_base(node):
+            return False
+        if "$ref" in node:
+            ref = node["$ref"]
+            target = _resolve(root, ref)
+            if target is None or len(refs) > 32:
+                return False
+            if ref not in refs and not alternatives(target, (*refs, ref), out):
+                return False
+        if "$ref" in node and refs_ignore_siblings:
+            return True
+        out[id(node)] = node
+        subs = [*node.get("allOf", []), *node.get("anyOf", []), *node.get("oneOf", []),
+                *(node[k] for k in ("not", "if", "then", "else") if k in node)]
+        for k in ("dependentSchemas", "dependencies"):
+            if isinstance(node.get(k), dict):
+                subs += [v for v in node[k].values() if isinstance(v, dict)]
+        return all(alternatives(sub, refs, out) for sub in subs)
+
+    def found_below(nodes: list[Any], path: Path, refs: tuple[str, ...]) -> None:
+        if path in found or len(found) >= 2 * MAX_PLACES:
+            return
+        found[path] = None
+        later.append((nodes, path, refs))
 
     def below(applying: list[dict[str, Any]], path: Path, refs: tuple[str, ...]) -> None:
         if len(path) > 32 or not all(isinstance(c.get(k, {}), dict) for c in applying
@@ -145,7 +205,21 @@ def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
         applying: list[dict[str, Any]] = []
         if conjuncts(root, (), applying, top=True):
             below(applying, (), ())
+        else:
+            later.append(([{k: v for k, v in root.items() if k not in ("$id", "id")}], (), ()))
+        for nodes, path, refs in later:  # grows while read: breadth first
+            beyond(nodes, path, refs)
     return found
+
+
+# What besides ``items`` may hold an array's members to a schema.
+_OTHER_ITEMS = ("prefixItems", "additionalItems", "contains", "unevaluatedItems")
+
+
+def _reaches_others(node: dict[str, Any]) -> bool:
+    """Whether ``node`` may hold keys it does not declare to some schema."""
+    return (isinstance(node.get("additionalProperties"), dict) and node["additionalProperties"] != {}) or any(
+        k in node for k in ("patternProperties", "unevaluatedProperties", "propertyNames"))
 
 
 def _moves_base(node: dict[str, Any]) -> bool:
@@ -154,10 +228,22 @@ def _moves_base(node: dict[str, Any]) -> bool:
 
 
 def any_order(schema: Any, at: dict[Path, Any], standalone: Any) -> tuple[Any, tuple[tuple[Path, ObjectRule], ...]]:
-    """(the engine schema with the objects at ``at`` rewritten, their rules); deepest first, so a
-    parent's properties are still named when its children are reached. ``standalone(node)`` is
-    the self-contained text of a place's subschema (None: it cannot stand alone, the place keeps
-    the schema's order), needed where several object forms meet."""
+    """(the engine schema with the objects at ``at`` rewritten, their rules). Each rewrite copies
+    the definitions on its way; where the places below unions would make the engine schema
+    ``MAX_GROWTH`` times larger (and past ``GROWTH_FLOOR`` bytes), those keep the schema's order."""
+    rewritten, rules = _any_order(schema, at, standalone)
+    if any(at[path] is None for path, _ in rules):
+        size = len(json.dumps(schema))
+        if len(json.dumps(rewritten)) > max(MAX_GROWTH * size, GROWTH_FLOOR):
+            return _any_order(schema, {p: s for p, s in at.items() if s is not None}, standalone)
+    return rewritten, rules
+
+
+def _any_order(schema: Any, at: dict[Path, Any], standalone: Any) -> tuple[Any, tuple[tuple[Path, ObjectRule], ...]]:
+    """``any_order`` with every place in ``at``: deepest first, so a parent's properties are still
+    named when its children are reached. ``standalone(node)`` is the self-contained text of a
+    place's subschema (None: it cannot stand alone, the place keeps the schema's order), needed
+    where several object forms meet."""
     defs = schema.get("$defs", {}) if isinstance(schema, dict) else {}
     rules: list[tuple[Path, ObjectRule]] = []
     for path in sorted(at, key=len, reverse=True):
@@ -166,7 +252,11 @@ def any_order(schema: Any, at: dict[Path, Any], standalone: Any) -> tuple[Any, t
         if not changed:
             continue
         text = None
-        if len(shapes) > 1:
+        if len({required for required, _ in shapes}) > 1:
+            # Forms that differ in required names: the object is checked against the subschema,
+            # which a path below a union or condition does not decide (the schema's order stays).
+            if at[path] is None:
+                continue
             text = json.dumps(at[path], ensure_ascii=False, separators=(",", ":")) if not path \
                 else standalone(at[path])
             if text is None:
