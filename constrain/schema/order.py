@@ -105,8 +105,13 @@ def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
         out.append(node)
         return all(conjuncts(sub, refs, out) for sub in node.get("allOf", []))
 
-    def place(children: list[Any], path: Path, refs: tuple[str, ...]) -> None:
-        if path in found or len(found) >= MAX_PLACES:
+    def place(children: list[Any], path: Path, refs: tuple[str, ...], governed: bool = True) -> None:
+        """Record ``path``; ``governed``: ``children`` all apply there (else some of them may)."""
+        if path in found or len(found) >= (MAX_PLACES if governed else 2 * MAX_PLACES):
+            return
+        if not governed:
+            found[path] = None
+            later.append((children, path, refs))
             return
         found[path] = children[0] if len(children) == 1 else {"allOf": children}
         applying: list[dict[str, Any]] = []
@@ -125,17 +130,17 @@ def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
             return
         may = [c for c in collected.values() if isinstance(c.get("properties", {}), dict)]
         for name in dict.fromkeys(name for c in may for name in c.get("properties", {})):
-            children = [c["properties"][name] for c in may if name in c.get("properties", {})]
+            children = _distinct(c["properties"][name] for c in may if name in c.get("properties", {}))
             # Declared by one subschema alone, with no other that could reach the name: wherever
             # the key stands, that declaration alone governs it (an exact place again).
-            alone = len({id(child) for child in children}) == 1 and not any(
+            alone = len(children) == 1 and not any(
                 name not in c.get("properties", {}) and _reaches_others(c) for c in may)
-            (place if alone else found_below)(children[:1] if alone else children, (*path, name), refs)
-        items = [c["items"] for c in may if isinstance(c.get("items"), dict)]
+            place(children, (*path, name), refs, governed=alone)
+        items = _distinct(c["items"] for c in may if isinstance(c.get("items"), dict))
         if items:
-            alone = len({id(i) for i in items}) == 1 and not any(
+            alone = len(items) == 1 and not any(
                 isinstance(c.get("items"), list) or any(k in c for k in _OTHER_ITEMS) for c in may)
-            (place if alone else found_below)(items[:1] if alone else items, (*path, ANY_INDEX), refs)
+            place(items, (*path, ANY_INDEX), refs, governed=alone)
 
     def alternatives(node: Any, refs: tuple[str, ...], out: dict[int, dict[str, Any]]) -> bool:
         """Collect every subschema that may apply at a place (through references, ``allOf``,
@@ -160,12 +165,6 @@ def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
             if isinstance(node.get(k), dict):
                 subs += [v for v in node[k].values() if isinstance(v, dict)]
         return all(alternatives(sub, refs, out) for sub in subs)
-
-    def found_below(nodes: list[Any], path: Path, refs: tuple[str, ...]) -> None:
-        if path in found or len(found) >= 2 * MAX_PLACES:
-            return
-        found[path] = None
-        later.append((nodes, path, refs))
 
     def below(applying: list[dict[str, Any]], path: Path, refs: tuple[str, ...]) -> None:
         if len(path) > 32 or not all(isinstance(c.get(k, {}), dict) for c in applying
@@ -210,6 +209,10 @@ def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
         for nodes, path, refs in later:  # grows while read: breadth first
             beyond(nodes, path, refs)
     return found
+
+
+def _distinct(nodes: Any) -> list[Any]:
+    return list({id(node): node for node in nodes}.values())
 
 
 # What besides ``items`` may hold an array's members to a schema.
