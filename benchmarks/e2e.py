@@ -7,7 +7,7 @@ the ratios measured in one run compare the constraint machinery, not the weights
 - ``constrain``: ``model.chat_completion(response_format=json_schema, temperature=0, stream=True)``;
 - ``outlines``: ``outlines.Generator(outlines.from_transformers(hf, tok), JsonSchema(...))``;
 - ``xgrammar``: ``hf.generate`` with ``xgrammar.contrib.hf.LogitsProcessor``;
-- ``free_loop``: our decode loop, no constraint, exactly as many tokens as constrain produced;
+- ``free_loop``: our decoding core, no constraint, exactly as many tokens as constrain produced;
 - ``free_generate``: ``hf.generate(min_new_tokens=max_new_tokens=that count)``.
 
 Output tokens are counted the same way for all: the tokens appended to the output,
@@ -226,15 +226,15 @@ class Bench:
             return Run("".join(text), usage.completion_tokens, seconds, (first or started) - started,
                        self.counter.count - before)
         if system == "free_loop":
-            from constrain.decode import decode
-            from constrain.sampling import SamplingParams
+            from constrain.decoding import DecodeJob, SamplingParams
 
             ids = self.prompt_ids(case)
             started = time.perf_counter()
             first = None
             out: list[int] = []
-            for step in decode(self.hf, self.tok, ids, _FreeText(self.model.vocab_size),  # type: ignore[arg-type]
-                               SamplingParams(temperature=0.0), max_tokens=n_tokens, eos_token_ids=set()):
+            job = DecodeJob(prompt_ids=ids, compiled=_FreeText(self.model.vocab_size),
+                            params=SamplingParams(temperature=0.0), max_tokens=n_tokens)
+            for step in self.model.core.submit(job):
                 if step.token_ids and first is None:
                     first = time.perf_counter()
                 out.extend(step.token_ids)

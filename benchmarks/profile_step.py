@@ -1,12 +1,14 @@
-"""Per decode step: where the time goes (forward pass vs mask vs sampling vs the rest).
+"""Per decode step of the batched core: where the time goes (forward pass vs masks vs sampling).
 
-Wraps the functions that ``constrain.decode`` calls (the forward pass, the mask worker,
-the mask application, ``sample``, the matcher's methods, the detokenizer) with timers,
-then runs greedy constrained requests on the embedded model. The mask is filled inline,
-or on a worker thread during the forward pass when it is costly (``decode._MaskOverlap``); a
-worker fill is off the critical path (shown apart, "overlapped"): only the wait after the pass counts.
+Wraps the decoding core's parts (``DecodingCore``: the runtime's forward pass, the batch mask
+fill, the sampling stage with its mask unpack and apply, the matcher calls, the detokenizer)
+with timers, then runs greedy constrained requests on the embedded model: one at a time
+(``--batch 1``), or ``--batch N`` clients at once, each sending the e2e schemas back to back,
+so that the steps measured run N rows. A fill on the core's worker thread during the forward
+pass is off the critical path (shown apart, "overlapped"); only the wait after the pass counts.
 
-    .venv/bin/python benchmarks/profile_step.py --n 10 --threads 1
+    .venv/bin/python benchmarks/profile_step.py --n 10 --threads 1            # one request at a time
+    .venv/bin/python benchmarks/profile_step.py --n 30 --batch 16 --threads 2  # 16 rows a step
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ if importlib.util.find_spec("constrain") is None:
     sys.path.insert(0, str(_ROOT))
 
 SCHEMAS = Path(__file__).with_name("e2e_schemas.json")
+OVERLAPPED = "mask fill (worker, overlapped)"
 
 totals: dict[str, float] = defaultdict(float)
 calls: dict[str, int] = defaultdict(int)
+rows_per_step: list[int] = []
 
 
 def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,68 +50,57 @@ def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-OVERLAPPED = "mask fill (worker, overlapped)"
+def instrument(model: Any) -> None:
+    """Install the timers on this model's core (this process only)."""
+    from constrain.decoding import core as core_module
+    from constrain.decoding import sequence
 
+    core = model.core
+    runtime = core.runtime
+    step = timed("forward", runtime.step)
 
-class TimedMatcher:
-    """Times every matcher call; a ``fill_bitmask`` on the worker thread is overlapped, not on the path."""
+    def counted_step(feeds: Any) -> Any:
+        rows_per_step.append(len(feeds))
+        return step(feeds)
 
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        inline = timed("mask fill (inline)", inner.fill_bitmask)
-        overlapped = timed(OVERLAPPED, inner.fill_bitmask)
+    runtime.step = counted_step
+    fill = core._fill
+    inline, overlapped = timed("mask fill (inline)", fill), timed(OVERLAPPED, fill)
 
-        def fill_bitmask(bitmask: Any) -> None:
-            (inline if threading.current_thread() is threading.main_thread() else overlapped)(bitmask)
+    def fill_where(jobs: Any, bitmask: Any) -> None:
+        (overlapped if threading.current_thread().name.startswith("constrain-mask") else inline)(jobs, bitmask)
 
-        self.fill_bitmask = fill_bitmask
-        for name in ("consume", "forced_tokens", "is_accepting", "is_stopped", "rollback", "error"):
-            setattr(self, name, timed("matcher consume/forced/state", getattr(inner, name)))
+    core._fill = fill_where
+    original_submit = core_module.ThreadPoolExecutor.submit
 
+    def submit(self: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        future = original_submit(self, fn, *args)
+        result = future.result
 
-class TimedFuture:
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
+        def waited(timeout: float | None = None) -> Any:
+            started = time.perf_counter()
+            try:
+                return result(timeout)
+            finally:
+                totals["mask wait (after forward)"] += time.perf_counter() - started
 
-    def result(self, timeout: float | None = None) -> Any:
-        started = time.perf_counter()
-        try:
-            return self._inner.result(timeout)
-        finally:
-            totals["mask wait (after forward)"] += time.perf_counter() - started
+        future.result = waited  # type: ignore[method-assign]
+        return future
 
-
-class TimedExecutor:
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> TimedFuture:
-        return TimedFuture(self._inner.submit(fn, *args))
-
-
-def instrument() -> None:
-    """Install the timers in constrain.decode's namespace (this process only)."""
-    from constrain import constraints, decode
-
-    decode.forward = timed("forward", decode.forward)
-    decode.bitmask_to_bool = timed("mask unpack (bits -> bool)", decode.bitmask_to_bool)
-    decode.apply_token_bitmask_inplace = timed("mask apply (fill -inf)", decode.apply_token_bitmask_inplace)
-    decode.sample = timed("sampling (softmax + argmax/draw)", decode.sample)
-    decode.apply_penalties = timed("penalties", decode.apply_penalties)
-    decode._mask_worker = TimedExecutor(decode._mask_worker)  # type: ignore[assignment]
-    decode._Detokenizer.push = timed("detokenize", decode._Detokenizer.push)  # type: ignore[method-assign]
-    original = constraints.CompiledConstraint.matcher
-
-    def matcher(self: Any) -> Any:
-        inner = original(self)
-        return None if inner is None else TimedMatcher(inner)
-
-    constraints.CompiledConstraint.matcher = matcher  # type: ignore[method-assign]
+    core_module.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+    core_module.unpack_bitmasks = timed("mask unpack (bits -> bool)", core_module.unpack_bitmasks)
+    core_module.mask_logits = timed("mask apply (fill -inf)", core_module.mask_logits)
+    core_module.greedy_tokens = timed("sampling (argmax)", core_module.greedy_tokens)
+    core._sample = timed("sampling stage (all of it)", core._sample)
+    sequence.Detokenizer.push = timed("detokenize", sequence.Detokenizer.push)  # type: ignore[method-assign]
+    for name in ("advance", "receive", "adjust", "narrow"):
+        setattr(sequence.Sequence, name, timed(f"per row: {name}", getattr(sequence.Sequence, name)))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=10, help="how many of the e2e schemas")
+    parser.add_argument("--n", type=int, default=10, help="how many of the e2e schemas (per client)")
+    parser.add_argument("--batch", type=int, default=1, help="clients sending requests at once")
     parser.add_argument("--max-tokens", type=int, default=192)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: leave torch's default)")
     parser.add_argument("--free", action="store_true", help="profile unconstrained requests instead")
@@ -118,64 +111,56 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import constrain
-    from constrain.decode import DecodeStats
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = constrain.load()
+    model = constrain.load(max_batch=max(1, args.batch))
     cases = json.loads(SCHEMAS.read_text())[: args.n]
-    instrument()
-
-    # Count forward passes and tokens through the decode stats of every request.
-    import constrain.model as model_module
-
-    stats_seen: list[DecodeStats] = []
-    original_stats = model_module.DecodeStats
-
-    def recording_stats() -> DecodeStats:
-        stats = original_stats()
-        stats_seen.append(stats)
-        return stats
-
-    model_module.DecodeStats = recording_stats  # type: ignore[assignment,misc]
+    results: list[Any] = []
 
     def run(case: dict[str, Any]) -> None:
         fmt = None if args.free else {"type": "json_schema", "json_schema": {"name": case["name"], "schema": case["schema"]}}
-        model.chat_completion([{"role": "user", "content": case["prompt"]}], response_format=fmt,
-                              temperature=0, max_tokens=args.max_tokens if not args.free else 48)
+        results.append(model.chat_completion([{"role": "user", "content": case["prompt"]}], response_format=fmt,
+                                             temperature=0, max_tokens=args.max_tokens if not args.free else 48))
 
     run(cases[0])  # warm-up (compiles, first-use costs)
-    totals.clear()
-    calls.clear()
-    stats_seen.clear()
+    instrument(model)
+    results.clear()
+    stats = model.core.stats
+    steps_before, tokens_before = stats.steps, stats.output_tokens
     started = time.perf_counter()
-    for case in cases:
-        run(case)
-    wall = time.perf_counter() - started
 
-    forwards = sum(s.forward_passes for s in stats_seen)
-    tokens = sum(s.completion_tokens for s in stats_seen)
-    prefill = len(stats_seen)
+    def client(k: int) -> None:
+        for i in range(len(cases)):
+            run(cases[(i + k) % len(cases)])
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(args.batch)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    model.close()
+
+    forwards = stats.steps - steps_before
+    tokens = stats.output_tokens - tokens_before
     forward = totals["forward"]
-    print(f"# profile_step: {len(cases)} {'free' if args.free else 'constrained'} requests, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads; {tokens} output tokens, {forwards} forward "
-          f"passes ({prefill} prefill), {sum(s.forced_tokens for s in stats_seen)} forced tokens")
+    rows = sum(rows_per_step) / len(rows_per_step) if rows_per_step else 0
+    print(f"# profile_step: {len(results)} {'free' if args.free else 'constrained'} requests from {args.batch} "
+          f"client(s), torch {torch.__version__}, {torch.get_num_threads()} threads; {tokens} output tokens, "
+          f"{forwards} forward passes (mean {rows:.1f} rows each), {tokens / wall:.1f} tok/s")
     print()
     print("| part | total ms | per forward pass µs | % of forward |")
     print("|---|---|---|---|")
     for name, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
         print(f"| {name} | {1e3 * seconds:.1f} | {1e6 * seconds / forwards:.0f} | {100 * seconds / forward:.2f}% |")
-    critical = ("mask wait (after forward)", "mask fill (inline)", "mask unpack (bits -> bool)",
-                "mask apply (fill -inf)",
-                "sampling (softmax + argmax/draw)", "matcher consume/forced/state")
-    overhead = sum(totals[k] for k in critical)
-    accounted = sum(v for k, v in totals.items() if k != OVERLAPPED)
-    print(f"| rest of the request (prompt, parse, loop, validation) | {1e3 * (wall - accounted):.1f} "
-          f"| {1e6 * (wall - accounted) / forwards:.0f} | {100 * (wall - accounted) / forward:.2f}% |")
+    masks = totals["mask fill (inline)"] + totals["mask wait (after forward)"]
+    critical = masks + totals["sampling stage (all of it)"]
     print()
-    print(f"mask + sampling overhead on the critical path: {1e6 * overhead / forwards:.0f} µs per step = "
-          f"**{100 * overhead / forward:.2f}%** of the forward pass "
-          f"({1e3 * forward / forwards:.1f} ms per forward pass, prefill included)")
+    print(f"mask filling on the critical path: {1e6 * masks / forwards:.0f} µs per step = "
+          f"**{100 * masks / forward:.2f}%** of the forward pass; with the whole sampling stage (unpack, apply, "
+          f"penalties, closer, sampling, consume, detokenize): {100 * critical / forward:.2f}% "
+          f"({1e3 * forward / forwards:.1f} ms per forward pass)")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The ``constrain`` command: ``constrain chat`` runs one request, ``constrain serve`` serves HTTP.
+"""The ``constrain`` command: ``chat`` runs one request, ``serve`` serves HTTP, ``batch`` runs a file.
 
 Argument parsing only; the work happens in ``constrain.model`` and ``constrain.server``.
 """
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.errors import ConstrainError, InvalidRequestError
 
 
@@ -90,6 +91,24 @@ def _chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch(args: argparse.Namespace) -> int:
+    import constrain
+    from constrain.batch import run_file
+
+    if not Path(args.input).is_file():
+        raise InvalidRequestError(f"input file {args.input} does not exist", param="input")
+    model = constrain.load(args.model, engine=args.engine, property_order="any" if args.any_order else "schema",
+                           max_batch=args.max_batch)
+    try:
+        summary = run_file(model, args.input, args.output, progress=not args.no_progress,
+                           default_max_tokens=args.max_tokens_limit)
+    finally:
+        model.close()
+    print(f"constrain batch: {summary.succeeded} answered, {summary.failed} errors, {summary.skipped} already in "
+          f"{args.output}; {summary.requests_per_second:.2f} requests/s", file=sys.stderr)
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from constrain.server import serve
 
@@ -129,11 +148,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--engine", default="llguidance")
     serve.add_argument("--any-order", action="store_true",
                        help="let the model write an object's keys in any order (default: the schema's order)")
-    serve.add_argument("--max-queue", type=int, default=64, help="requests waiting before 429")
+    serve.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
+                       help="requests generated together in one forward pass")
+    serve.add_argument("--max-queue", type=int, default=64,
+                       help="requests that may wait for a place in the batch before 429")
     serve.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted (and the default)")
     serve.add_argument("--max-request-bytes", type=int, default=4 * 1024 * 1024, help="larger bodies get 413")
     serve.add_argument("--cache-size", type=int, default=256, help="cached deterministic answers (0: off)")
     serve.set_defaults(func=_serve)
+
+    batch = sub.add_parser("batch", help="answer an OpenAI Batch API file (JSONL), resumable")
+    batch.add_argument("input", help="input JSONL: {custom_id, method, url, body} per line")
+    batch.add_argument("-o", "--output", required=True,
+                       help="output JSONL (appended; custom_ids already there are skipped)")
+    batch.add_argument("--model", default=None, help="local HF folder or .gguf (default: embedded SmolLM2-135M)")
+    batch.add_argument("--engine", default="llguidance")
+    batch.add_argument("--any-order", action="store_true",
+                       help="let the model write an object's keys in any order (default: the schema's order)")
+    batch.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
+                       help="requests generated together in one forward pass")
+    batch.add_argument("--max-tokens-limit", type=int, default=4096,
+                       help="max_tokens for requests that set none")
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    batch.set_defaults(func=_batch)
     return parser
 
 

@@ -1,51 +1,38 @@
 """Model: weights + tokenizer + engine, and ``chat_completion`` over them.
 
-``load()`` returns one; the embedded SmolLM2-135M-Instruct when no path is given.
+``load()`` returns one; the embedded SmolLM2-135M-Instruct when no path is given. Every
+request (from any number of threads, asyncio tasks, the server or ``batch``) is prepared once
+(``constrain.prepare``) and runs in the model's decoding core (``constrain.decoding``), batched
+with the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
 
 import torch
 
-from constrain import __version__
 from constrain.compiler import PropertyOrder, Whitespace
 from constrain.constraints import CompiledConstraint, compile_constraint
-from constrain.decode import DecodeStats, decode
-from constrain.errors import InvalidRequestError
+from constrain.decoding import DEFAULT_MAX_BATCH, DecodingCore, SequenceHandle, Step
+from constrain.decoding.runtimes.transformers import TransformersRuntime
+from constrain.errors import ConstrainError
 from constrain.loading import EMBEDDED_TOOL_CALL_BIAS, load_weights
-from constrain.output import ContentParser, OutputParser
-from constrain.prompt import message_dicts, render
-from constrain.requests import parse_request
-from constrain.response import ResponseInfo, build_completion
-from constrain.sampling import SamplingParams
-from constrain.stream import build_chunks
-from constrain.tools import plan_tools
+from constrain.plan import Plan, Planner
+from constrain.prepare import LogprobsMode, PreparedRequest, plan_request, prepare
+from constrain.response import build_completion
+from constrain.stream import build_chunks, build_chunks_async
 from constrain.types import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
-
-LogprobsMode = Literal["sampled", "raw"]
-
-
-@dataclass
-class Plan:
-    """What one request turns into before decoding: a prompt, a constraint, an output parser."""
-
-    prompt: str
-    compiled: CompiledConstraint
-    parser: OutputParser
-    # Added to these tokens' logits at the first sampled token (tool_choice "auto": opening a call).
-    opening_bias: dict[int, float] | None = None
+from constrain.version import __version__
 
 
 class Model:
     """A loaded model ready to answer chat completions. Make one with :func:`constrain.load`.
 
-    Generation is serialised by a lock: one forward pass at a time per model.
+    Thread-safe: concurrent calls share one batch (at most ``max_batch`` sequences per forward
+    pass; more wait their turn, first come first served).
     """
 
     def __init__(
@@ -60,9 +47,10 @@ class Model:
         property_order: PropertyOrder = "schema",
         logprobs_mode: LogprobsMode = "sampled",
         tool_call_bias: float = 0.0,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_queue: int | None = None,
     ) -> None:
         self.name = name
-        self.tool_call_bias = tool_call_bias
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         self.engine = engine
@@ -70,13 +58,19 @@ class Model:
         self.close_objects = close_objects
         self.property_order: PropertyOrder = property_order
         self.logprobs_mode: LogprobsMode = logprobs_mode
-        self.lock = threading.Lock()
+        self.tool_call_bias = tool_call_bias
         config = hf_model.config
         self.vocab_size = int(getattr(config, "vocab_size", len(tokenizer)))
         self.context_length = int(getattr(config, "max_position_embeddings", 4096))
         self.eos_token_ids = self._eos_ids()
+        self.planner = Planner(tokenizer=tokenizer, vocab_size=self.vocab_size, engine=engine, whitespace=whitespace,
+                               close_objects=close_objects, property_order=property_order,
+                               tool_call_bias=tool_call_bias)
         # Compile once now: converts the vocabulary for the engine and fails early if it can't.
         compile_constraint({"type": "json_object"}, tokenizer, engine=engine, vocab_size=self.vocab_size)
+        self.runtime = TransformersRuntime(hf_model)
+        self.core = DecodingCore(self.runtime, tokenizer=tokenizer, eos_token_ids=self.eos_token_ids,
+                                 max_batch=max_batch, max_waiting=max_queue)
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -99,78 +93,61 @@ class Model:
 
         return f"constrain-{__version__}:{self.engine}-{llguidance.__version__ if self.engine == 'llguidance' else ''}:{self.name}"
 
-    # ------------------------------------------------------------------ compile
+    @property
+    def max_batch(self) -> int:
+        return self.core.max_batch
+
+    # ------------------------------------------------------------------ compile and prepare
 
     def compile(self, response_format: Any, **options: Any) -> CompiledConstraint:
         """Compile a response_format for this model's tokenizer (cached)."""
-        options.setdefault("whitespace", self.whitespace)
-        options.setdefault("close_objects", self.close_objects)
-        options.setdefault("property_order", self.property_order)
-        return compile_constraint(
-            response_format, self.tokenizer, engine=self.engine, vocab_size=self.vocab_size, **options
-        )
+        return self.planner.compile(response_format, **options)
 
     def plan(self, request: ChatCompletionRequest) -> Plan:
         """Prompt, constraint and output parser for a request."""
-        tool_plan = plan_tools(self, request)  # None without tools or tool history
-        if tool_plan is not None:
-            return tool_plan
-        compiled = self.compile(request.response_format)
-        prompt = render(self.tokenizer, message_dicts(request.messages))
-        return Plan(prompt=prompt, compiled=compiled, parser=ContentParser())
+        return plan_request(self.planner, request)
 
-    # ------------------------------------------------------------------ generation
+    def prepare(self, fields: dict[str, Any] | ChatCompletionRequest, *,
+                default_max_tokens: int | None = None) -> PreparedRequest:
+        """Validate, plan and tokenize a request (once); raises an error naming the field."""
+        return prepare(self.planner, fields, context_length=self.context_length, model_name=self.name,
+                       fingerprint=self.system_fingerprint, logprobs_mode=self.logprobs_mode,
+                       default_max_tokens=default_max_tokens)
 
-    def _prepare(self, fields: dict[str, Any]) -> tuple[ChatCompletionRequest, Plan, list[int], SamplingParams, int]:
-        if "messages" in fields and fields["messages"] is not None and not isinstance(fields["messages"], list):
-            raise InvalidRequestError("`messages` must be a list of messages", param="messages")
-        request = parse_request(fields)
-        plan = self.plan(request)
-        prompt_ids = self.tokenizer(plan.prompt, add_special_tokens=False)["input_ids"]
-        room = self.context_length - len(prompt_ids)
-        if room <= 0:
-            raise InvalidRequestError(
-                f"`messages` take {len(prompt_ids)} tokens, more than the model's context of {self.context_length}",
-                param="messages",
-            )
-        limit = request.token_limit()
-        if limit is not None and limit > room:
-            raise InvalidRequestError(
-                f"`max_tokens` is {limit}, but only {room} tokens fit after the prompt "
-                f"(context {self.context_length})",
-                param="max_tokens",
-            )
-        temperature = 1.0 if request.temperature is None else request.temperature
-        params = SamplingParams(
-            temperature=temperature,
-            top_p=1.0 if request.top_p is None else request.top_p,
-            seed=request.seed,
-            frequency_penalty=request.frequency_penalty or 0.0,
-            presence_penalty=request.presence_penalty or 0.0,
-            logprobs=bool(request.logprobs),
-            top_logprobs=request.top_logprobs or 0,
-            raw_logprobs=self.logprobs_mode == "raw",
-        )
-        return request, plan, prompt_ids, params, limit or room
+    def submit(self, prepared: PreparedRequest, *, max_queue: int | None = None) -> SequenceHandle:
+        """Queue a prepared request in the batch (once; later calls return its handle).
 
-    def _steps(self, plan: Plan, prompt_ids: list[int], params: SamplingParams, max_tokens: int,
-               request: ChatCompletionRequest, stats: DecodeStats, should_stop: Any = None) -> Iterator[Any]:
-        with self.lock:
-            yield from decode(
-                self.hf_model,
-                self.tokenizer,
-                prompt_ids,
-                plan.compiled,
-                params,
-                max_tokens=max_tokens,
-                stop=request.stop,  # type: ignore[arg-type]
-                eos_token_ids=self.eos_token_ids,
-                stats=stats,
-                should_stop=should_stop,
-                opening_bias=plan.opening_bias,
-            )
-        if stats.finish_reason == "stop" and not stats.stop_sequence_hit and isinstance(plan.parser, ContentParser):
-            plan.compiled.check_output(stats.text)
+        ``max_queue``: refuse it (``OverloadedError``) when that many already wait for a place.
+        """
+        if prepared.handle is None:
+            prepared.handle = self.core.submit(prepared.job, max_waiting=max_queue)
+        return prepared.handle
+
+    # ------------------------------------------------------------------ answers
+
+    def complete(self, prepared: PreparedRequest) -> ChatCompletion:
+        """The whole answer of a prepared request (submitted if it is not yet)."""
+        handle = self.submit(prepared)
+        return build_completion(prepared.checked(handle, handle.stats), prepared.plan.parser, handle.stats,
+                                prepared.info)
+
+    def stream(self, prepared: PreparedRequest) -> Iterator[ChatCompletionChunk]:
+        """The answer's chunks; stopping the iteration early stops the generation."""
+        handle = self.submit(prepared)
+        return build_chunks(prepared.checked(handle, handle.stats), prepared.plan.parser, handle.stats,
+                            prepared.info, include_usage=prepared.include_usage)
+
+    async def complete_async(self, prepared: PreparedRequest) -> ChatCompletion:
+        """``complete`` for asyncio; cancelling the awaiting task stops the generation."""
+        handle = self.submit(prepared)
+        steps: list[Step] = [step async for step in prepared.checked_async(handle.__aiter__(), handle.stats)]
+        return build_completion(steps, prepared.plan.parser, handle.stats, prepared.info)
+
+    def stream_async(self, prepared: PreparedRequest) -> AsyncIterator[ChatCompletionChunk]:
+        """``stream`` for asyncio; closing the iterator stops the generation."""
+        handle = self.submit(prepared)
+        return build_chunks_async(prepared.checked_async(handle.__aiter__(), handle.stats), prepared.plan.parser,
+                                  handle.stats, prepared.info, include_usage=prepared.include_usage)
 
     def chat_completion(
         self, messages: list[Any] | None = None, **fields: Any
@@ -179,47 +156,37 @@ class Model:
 
         Returns a ChatCompletion, or with ``stream=True`` an iterator of ChatCompletionChunk.
         Raises a ``constrain.errors.InvalidRequestError`` naming the field for bad input.
+        Calls from several threads run together in one batch.
         """
-        should_stop = fields.pop("should_stop", None)
         if messages is not None:
             fields["messages"] = messages
-        request, plan, prompt_ids, params, max_tokens = self._prepare(fields)
-        stats = DecodeStats()
-        steps = self._steps(plan, prompt_ids, params, max_tokens, request, stats, should_stop)
-        info = ResponseInfo(
-            tokenizer=self.tokenizer,
-            model_name=request.model or self.name,
-            fingerprint=self.system_fingerprint,
-            logprobs=bool(request.logprobs),
-        )
-        if request.stream:
-            include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            return build_chunks(steps, plan.parser, stats, info, include_usage=include_usage)
-        return build_completion(steps, plan.parser, stats, info)
+        prepared = self.prepare(fields)
+        return self.stream(prepared) if prepared.stream else self.complete(prepared)
 
     async def chat_completion_async(
         self, messages: list[Any] | None = None, **fields: Any
     ) -> ChatCompletion | AsyncIterator[ChatCompletionChunk]:
-        """``chat_completion`` off the event loop; with ``stream=True`` an async iterator of chunks."""
-        result = await asyncio.to_thread(self.chat_completion, messages, **fields)
-        if isinstance(result, ChatCompletion):
-            return result
-        return _aiter(result)
+        """``chat_completion`` for asyncio (an async iterator of chunks when streaming); concurrent
+        tasks run together in one batch."""
+        if messages is not None:
+            fields["messages"] = messages
+        prepared = await asyncio.to_thread(self.prepare, fields)  # compiling may take milliseconds
+        return self.stream_async(prepared) if prepared.stream else await self.complete_async(prepared)
+
+    def batch(self, requests: Iterable[dict[str, Any]]) -> list[ChatCompletion | ConstrainError]:
+        """Answer many requests together; results in input order. A bad request gets its error in
+        its place (a ``ConstrainError``) and never stops the others. Streaming is not allowed here."""
+        from constrain.batch import run_requests
+
+        return run_requests(self, list(requests))
 
     def generate_text(self, prompt: str, **fields: Any) -> ChatCompletion:
         """Convenience: one user message."""
         return self.chat_completion([{"role": "user", "content": prompt}], **fields)  # type: ignore[return-value]
 
-
-_DONE = object()
-
-
-async def _aiter(chunks: Iterator[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
-    while True:
-        item = await asyncio.to_thread(next, chunks, _DONE)
-        if item is _DONE:
-            return
-        yield item  # type: ignore[misc]
+    def close(self) -> None:
+        """Stop the decoding core's thread (pending generations end with ``finish_reason: "length"``)."""
+        self.core.close()
 
 
 def load(
@@ -233,6 +200,7 @@ def load(
     property_order: PropertyOrder = "schema",
     logprobs_mode: LogprobsMode = "sampled",
     tool_call_bias: float | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> Model:
     """Load a model. ``None``: the embedded SmolLM2-135M-Instruct; else a local HF folder or a .gguf file.
 
@@ -240,6 +208,7 @@ def load(
     "any" (every key order accepted, exactly); see :func:`constrain.compile_constraint`.
     ``tool_call_bias``: the default of the request field of that name (None: +3 for the
     embedded model, which otherwise never opens a call under "auto"; 0 for others).
+    ``max_batch``: sequences generated together in one forward pass; more wait their turn.
     The first load of a GGUF converts it (seconds, with a progress bar) and caches the result
     under ``CONSTRAIN_CACHE_DIR`` (default: the user cache dir); later loads read the cache.
     """
@@ -258,4 +227,5 @@ def load(
         tool_call_bias=tool_call_bias if tool_call_bias is not None else (
             EMBEDDED_TOOL_CALL_BIAS if model is None else 0.0
         ),
+        max_batch=max_batch,
     )

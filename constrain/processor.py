@@ -8,8 +8,8 @@ import torch
 from transformers import LogitsProcessor
 
 from constrain.constraints import CompiledConstraint, compile_constraint
+from constrain.decoding.sampling import allocate_token_bitmask, apply_token_bitmask_inplace, bitmask_to_bool
 from constrain.errors import GenerationError
-from constrain.sampling import allocate_token_bitmask, apply_token_bitmask_inplace, bitmask_to_bool
 
 
 class ConstraintLogitsProcessor(LogitsProcessor):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from constrain.decode import DecodeStats, Step
-from constrain.decode import TokenLogprob as StepLogprob
+from constrain.decoding import DecodeStats, Step
+from constrain.decoding import TokenLogprob as StepLogprob
 from constrain.output import OutputParser
+from constrain.prepare import ResponseInfo
 from constrain.types import (
     ChatCompletion,
     Choice,
@@ -18,16 +18,6 @@ from constrain.types import (
     TopLogprob,
     Usage,
 )
-
-
-@dataclass(frozen=True)
-class ResponseInfo:
-    """What every response of one request carries besides the generated text."""
-
-    tokenizer: Any
-    model_name: str
-    fingerprint: str
-    logprobs: bool
 
 
 def token_text(tokenizer: Any, token_id: int) -> tuple[str, list[int] | None]:

@@ -8,29 +8,35 @@ more chunk, with ``choices: []``, carries the usage (OpenAI's contract).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
-from constrain.decode import DecodeStats, Step
+from constrain.decoding import DecodeStats, Step
 from constrain.output import OutputParser
-from constrain.response import ResponseInfo, logprob_entries, reported_finish, usage_of
+from constrain.prepare import ResponseInfo
+from constrain.response import logprob_entries, reported_finish, usage_of
 from constrain.types import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, new_completion_id
 
 
-def build_chunks(
-    steps: Iterable[Step],
-    parser: OutputParser,
-    stats: DecodeStats,
-    info: ResponseInfo,
-    *,
-    include_usage: bool,
-) -> Iterator[ChatCompletionChunk]:
-    ident, created = new_completion_id(), int(time.time())
+class ChunkBuilder:
+    """Turns one generation's Steps into chunks, as they come (for sync and async streams alike)."""
 
-    def chunk(delta: Delta, finish: Any = None, entries: Any = None) -> ChatCompletionChunk:
+    def __init__(self, parser: OutputParser, stats: DecodeStats, info: ResponseInfo, *, include_usage: bool) -> None:
+        self.parser = parser
+        self.stats = stats
+        self.info = info
+        self.include_usage = include_usage
+        self.ident, self.created = new_completion_id(), int(time.time())
+        self.text_parts: list[str] = []
+        self.held: list[Any] = []  # logprobs of tokens whose text is not shown yet
+        self.finish = "length"
+        self.closed = False
+
+    def _chunk(self, delta: Delta, finish: Any = None, entries: Any = None) -> ChatCompletionChunk:
+        info = self.info
         return ChatCompletionChunk(
-            id=ident,
-            created=created,
+            id=self.ident,
+            created=self.created,
             model=info.model_name,
             system_fingerprint=info.fingerprint,
             choices=[
@@ -42,34 +48,68 @@ def build_chunks(
             ],
         )
 
-    yield chunk(Delta(role="assistant", content=""))
-    text_parts: list[str] = []
-    held: list[Any] = []  # logprobs of tokens whose text is not shown yet
-    finish = "length"
-    closed = False
-    for step in steps:
-        text_parts.append(step.text)
-        if info.logprobs:
-            held.extend(step.logprobs)
-        deltas = parser.feed(step.text)
-        for i, delta in enumerate(deltas):
-            yield chunk(delta, entries=held if (info.logprobs and i == 0 and held) else None)
+    def start(self) -> list[ChatCompletionChunk]:
+        return [self._chunk(Delta(role="assistant", content=""))]
+
+    def feed(self, step: Step) -> list[ChatCompletionChunk]:
+        out = []
+        self.text_parts.append(step.text)
+        if self.info.logprobs:
+            self.held.extend(step.logprobs)
+        for i, delta in enumerate(self.parser.feed(step.text)):
+            out.append(self._chunk(delta, entries=self.held if (self.info.logprobs and i == 0 and self.held) else None))
             if i == 0:
-                held = []
+                self.held = []
         if step.finish_reason is not None:
-            finish = step.finish_reason
-            closed = step.closed_by_budget
-    _, finish_reason, rest = parser.finish("".join(text_parts), finish)  # type: ignore[arg-type]
-    finish_reason = reported_finish(finish_reason, closed)
-    for delta in rest:
-        yield chunk(delta)
-    yield chunk(Delta(), finish=finish_reason, entries=held if held else None)
-    if include_usage:
-        yield ChatCompletionChunk(
-            id=ident,
-            created=created,
-            model=info.model_name,
-            system_fingerprint=info.fingerprint,
-            choices=[],
-            usage=usage_of(stats),
-        )
+            self.finish = step.finish_reason
+            self.closed = step.closed_by_budget
+        return out
+
+    def finish_chunks(self) -> list[ChatCompletionChunk]:
+        _, finish_reason, rest = self.parser.finish("".join(self.text_parts), self.finish)  # type: ignore[arg-type]
+        finish_reason = reported_finish(finish_reason, self.closed)
+        out = [self._chunk(delta) for delta in rest]
+        out.append(self._chunk(Delta(), finish=finish_reason, entries=self.held if self.held else None))
+        if self.include_usage:
+            out.append(ChatCompletionChunk(
+                id=self.ident,
+                created=self.created,
+                model=self.info.model_name,
+                system_fingerprint=self.info.fingerprint,
+                choices=[],
+                usage=usage_of(self.stats),
+            ))
+        return out
+
+
+def build_chunks(
+    steps: Iterable[Step],
+    parser: OutputParser,
+    stats: DecodeStats,
+    info: ResponseInfo,
+    *,
+    include_usage: bool,
+) -> Iterator[ChatCompletionChunk]:
+    builder = ChunkBuilder(parser, stats, info, include_usage=include_usage)
+    yield from builder.start()
+    for step in steps:
+        yield from builder.feed(step)
+    yield from builder.finish_chunks()
+
+
+async def build_chunks_async(
+    steps: AsyncIterator[Step],
+    parser: OutputParser,
+    stats: DecodeStats,
+    info: ResponseInfo,
+    *,
+    include_usage: bool,
+) -> AsyncIterator[ChatCompletionChunk]:
+    builder = ChunkBuilder(parser, stats, info, include_usage=include_usage)
+    for chunk in builder.start():
+        yield chunk
+    async for step in steps:
+        for chunk in builder.feed(step):
+            yield chunk
+    for chunk in builder.finish_chunks():
+        yield chunk

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from constrain.budget import BudgetCloser, Nesting, closer_masks
+from constrain.decoding.budget import BudgetCloser, Nesting, closer_masks
 
 
 def test_nesting_follows_strings_escapes_and_brackets():

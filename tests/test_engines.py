@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from constrain.constraints import compile_constraint, get_engine
-from constrain.decode import decode
+from constrain.decoding import decode
+from constrain.decoding.sampling import SamplingParams, allocate_token_bitmask
 from constrain.engines import EngineGrammar
 from constrain.errors import InvalidRequestError, UnsupportedSchemaError
-from constrain.sampling import SamplingParams, allocate_token_bitmask
 
 SCHEMA = {
     "type": "object",
@@ -203,7 +203,7 @@ def test_outlines_core_drives_the_decode_loop(model, occ):
 
 @pytest.mark.model
 def test_forced_tokens_cost_no_forward_pass_of_their_own(model):
-    from constrain.decode import DecodeStats
+    from constrain.decoding import DecodeStats
 
     schema = {
         "type": "object",
@@ -228,7 +228,7 @@ def test_forced_tokens_cost_no_forward_pass_of_their_own(model):
 def test_length_limit_costs_no_extra_forward_pass(model):
     from types import SimpleNamespace
 
-    from constrain.decode import DecodeStats
+    from constrain.decoding import DecodeStats
 
     # Unconstrained and blind to EOS, so that exactly max_tokens tokens come out.
     free = SimpleNamespace(matcher=lambda: None, vocab_size=model.vocab_size,

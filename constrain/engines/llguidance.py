@@ -55,6 +55,11 @@ class LLGuidanceMatcher:
     def __init__(self, matcher: llguidance.LLMatcher) -> None:
         self._m = matcher
 
+    @property
+    def native(self) -> llguidance.LLMatcher:
+        """The llguidance matcher, for batch fills (``engines/batch.py``)."""
+        return self._m
+
     def fill_bitmask(self, bitmask: np.ndarray) -> None:
         self._m.unsafe_compute_mask_ptr(bitmask.ctypes.data, bitmask.nbytes)
 

@@ -268,6 +268,10 @@ class RulesMatcher:
 
     def fill_bitmask(self, bitmask: np.ndarray) -> None:
         self.inner.fill_bitmask(bitmask)
+        self.restrict(bitmask)
+
+    def restrict(self, bitmask: np.ndarray) -> None:
+        """Remove from ``inner``'s mask (already in ``bitmask``) the tokens that break a rule."""
         t = self.table
         words = bitmask.view(np.uint32)
         allowed = ((words[t.enders >> 5] >> (t.enders & 31).astype(np.uint32)) & 1).astype(bool)

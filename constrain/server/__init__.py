@@ -2,7 +2,7 @@
 
 ``create_app`` builds the ASGI app (Starlette); ``serve`` runs it with uvicorn for the CLI.
 One module per job: ``app`` (routes), ``auth``, ``cache``, ``loader`` (background load),
-``scheduler`` (FIFO queue), ``generation``, ``sse``, ``errors`` (exceptions -> HTTP).
+``generation`` (validation, the batch, the cache), ``sse``, ``errors`` (exceptions -> HTTP).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.server.app import create_app
 
 __all__ = ["create_app", "serve"]
@@ -41,6 +42,7 @@ def serve(args: Any) -> int:
         property_order="any" if getattr(args, "any_order", False) else "schema",
         api_keys=keys,
         max_queue=args.max_queue,
+        max_batch=getattr(args, "max_batch", DEFAULT_MAX_BATCH),
         max_tokens_limit=args.max_tokens_limit,
         max_request_bytes=args.max_request_bytes,
         cache_size=getattr(args, "cache_size", 256),

@@ -2,7 +2,7 @@
 
 Order of checks for a chat completion: key (401) -> headers (400) -> body size (413) -> JSON
 (400) -> model ready (503, or wait) -> request valid (400) -> cache -> queue room (429) ->
-generate. Everything raised before the response starts becomes an HTTP error in
+generate in the model's batch. Everything raised before the response starts becomes an HTTP error in
 ``errors.error_response``; after a stream started, an SSE error event.
 """
 
@@ -23,14 +23,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from constrain.compiler import PropertyOrder
+from constrain.decoding import DEFAULT_MAX_BATCH
 from constrain.errors import InvalidRequestError, RequestTooLargeError
 from constrain.model import Model
 from constrain.server.auth import ApiKeys
 from constrain.server.cache import LRUCache
 from constrain.server.errors import error_response
-from constrain.server.generation import Cached, GenerationLog, complete, prepare, replay, start_stream
+from constrain.server.generation import Cached, GenerationLog, admit, complete, replay, start_stream
 from constrain.server.loader import DEFAULT_LOAD_ESTIMATE_S, ModelHolder
-from constrain.server.scheduler import Scheduler
 from constrain.server.sse import EventStreamResponse
 
 log = logging.getLogger("constrain.server")
@@ -44,7 +44,7 @@ class ServerState:
 
     holder: ModelHolder
     keys: ApiKeys
-    scheduler: Scheduler
+    max_queue: int
     cache: LRUCache[Cached]
     generations: GenerationLog
     max_tokens_limit: int | None
@@ -87,12 +87,12 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
     return body
 
 
-async def _watch_disconnect(request: Request, on_disconnect: Callable[[], None]) -> None:
+async def _watch_disconnect(request: Request, disconnected: asyncio.Event) -> None:
     """For non-streamed answers: after the body is read, the next message is the disconnect."""
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
-            on_disconnect()
+            disconnected.set()
             return
 
 
@@ -126,23 +126,26 @@ async def chat_completions(request: Request) -> Any:
     wait = _flag(request, "x-wait-for-model", False)
     body = await _read_json(request, state.max_request_bytes)
     model = await state.holder.get(wait=wait)
-    prepared = await asyncio.to_thread(
-        prepare, model, body, cache=state.cache, use_cache=use_cache, max_tokens_limit=state.max_tokens_limit
+    admitted = await asyncio.to_thread(
+        admit, model, body, cache=state.cache, use_cache=use_cache, max_tokens_limit=state.max_tokens_limit
     )
-    cached = prepared.cached
+    cached = admitted.cached
     headers = {"x-cache": "hit" if cached is not None else "miss"}
 
-    if prepared.request.stream:
+    if admitted.request.stream:
         if isinstance(cached, list):
             return EventStreamResponse(replay(cached), headers=headers, keepalive_s=state.keepalive_s)
-        events, stop = start_stream(prepared, state.scheduler, state.cache, state.generations)
+        events, stop = start_stream(model, admitted, max_queue=state.max_queue, cache=state.cache,
+                                    log=state.generations)
         return EventStreamResponse(events, on_disconnect=stop, headers=headers, keepalive_s=state.keepalive_s)
 
     if isinstance(cached, bytes):
         return Response(cached, media_type="application/json", headers=headers)
-    watcher = asyncio.create_task(_watch_disconnect(request, prepared.stop.set))
+    disconnected = asyncio.Event()
+    watcher = asyncio.create_task(_watch_disconnect(request, disconnected))
     try:
-        answer = await complete(model, prepared, state.scheduler, state.cache, state.generations)
+        answer = await complete(model, admitted, max_queue=state.max_queue, cache=state.cache,
+                                log=state.generations, disconnected=disconnected)
     finally:
         watcher.cancel()
     if answer is None:  # the client left; nobody reads this
@@ -164,11 +167,20 @@ async def health(request: Request) -> JSONResponse:
     """Open (no key): 200 when ready, 503 while loading, 500 if the load failed."""
     state = _state(request)
     holder = state.holder
+    queue: dict[str, Any] = {"waiting": 0, "running": 0, "max_queue": state.max_queue}
+    decode: dict[str, int] = {}
+    if holder.model is not None:
+        core = holder.model.core
+        snap = core.snapshot()
+        queue.update(waiting=snap["waiting"], running=snap["running"], max_batch=snap["max_batch"])
+        decode = {"steps": core.stats.steps, "output_tokens": core.stats.output_tokens,
+                  "fed_tokens": core.stats.fed_tokens}
     body: dict[str, Any] = {
         "status": holder.state,
-        "queue": state.scheduler.snapshot(),
+        "queue": queue,
         "generations": dict(state.generations.counts),
         "cache": {"entries": len(state.cache), "hits": state.cache.hits, "misses": state.cache.misses},
+        "decode": decode,
     }
     if holder.model is not None:
         body["model"] = holder.model.name
@@ -193,6 +205,7 @@ def create_app(
     property_order: PropertyOrder = "schema",
     api_keys: list[str] | tuple[str, ...] = (),
     max_queue: int = 64,
+    max_batch: int = DEFAULT_MAX_BATCH,
     max_tokens_limit: int | None = 4096,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     cache_size: int = 256,
@@ -202,7 +215,9 @@ def create_app(
     """The HTTP app serving ``model``: a loaded Model, a path (or None: the embedded model), or a factory.
 
     A path, None or a factory is loaded in the background when the app starts; requests get 503
-    until it is ready (or wait, with ``x-wait-for-model: true``).
+    until it is ready (or wait, with ``x-wait-for-model: true``). Requests run together in the
+    model's batch (``max_batch``, for a model loaded here); ``max_queue`` more may wait for a
+    place, beyond that they get 429.
     """
     if isinstance(model, Model) or callable(model):
         source: Model | Callable[[], Model] = model  # type: ignore[assignment]
@@ -212,12 +227,12 @@ def create_app(
         def source() -> Model:
             import constrain
 
-            return constrain.load(path, engine=engine, property_order=property_order)
+            return constrain.load(path, engine=engine, property_order=property_order, max_batch=max_batch)
 
     state = ServerState(
         holder=ModelHolder(source, load_estimate_s=load_estimate_s),
         keys=ApiKeys(api_keys),
-        scheduler=Scheduler(max_queue),
+        max_queue=max_queue,
         cache=LRUCache(cache_size),
         generations=GenerationLog(),
         max_tokens_limit=max_tokens_limit,
@@ -229,7 +244,6 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.holder.start()
         yield
-        state.scheduler.shutdown()
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),

@@ -1,9 +1,9 @@
-"""One request's generation on the scheduler's worker: validated first, stoppable, cacheable.
+"""One request's generation: validated first, then in the model's batch, stoppable, cacheable.
 
-Validation (parsing, compiling the constraint, the prompt) runs before a request joins the
-queue, so a bad request gets its 400 at once and not after waiting its turn. Generation
-checks a stop flag at every decode step: a client that disconnects, while waiting or while
-generating, stops its own generation and no other.
+Validation (parsing, compiling the constraint, the prompt) runs before a request is submitted,
+so a bad request gets its 400 at once and not after waiting its turn. The model's decoding
+core (``constrain.decoding``) runs it together with the others; a client that disconnects,
+while waiting or while generating, cancels its own sequence and no other.
 """
 
 from __future__ import annotations
@@ -12,18 +12,19 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from constrain.decoding import SequenceHandle
 from constrain.errors import InvalidRequestError
 from constrain.model import Model
+from constrain.prepare import PreparedRequest
 from constrain.requests import parse_request
 from constrain.server.cache import LRUCache, cache_key, is_deterministic
 from constrain.server.errors import sse_error_event
-from constrain.server.scheduler import Scheduler
 from constrain.server.sse import DONE, chunk_event
-from constrain.types import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from constrain.types import ChatCompletionRequest
 
 Cached = bytes | list[bytes]  # a non-streamed body, or a stream's events (without [DONE])
 Outcome = Literal["done", "stopped", "skipped", "error"]
@@ -31,7 +32,7 @@ Outcome = Literal["done", "stopped", "skipped", "error"]
 
 @dataclass
 class GenerationRecord:
-    """What became of one queued generation; the last few are kept for ``/health`` and tests.
+    """What became of one submitted generation; the last few are kept for ``/health`` and tests.
 
     ``stopped``: the client left mid-generation; ``skipped``: it left while waiting its turn.
     """
@@ -57,31 +58,28 @@ class GenerationLog:
 
 
 @dataclass
-class Prepared:
-    """A validated request, ready to queue."""
+class Admitted:
+    """A validated request: prepared for the model, or answered from the cache."""
 
-    fields: dict[str, Any]  # keywords for Model.chat_completion (max_tokens filled in)
     request: ChatCompletionRequest
     key: str | None  # cache key when the request is deterministic and caching is on
-    stop: threading.Event = field(default_factory=threading.Event)
-    chunks: Iterator[ChatCompletionChunk] | None = None  # the lazy stream, for stream requests
-    cached: Cached | None = None  # the answer, when the cache had it
+    prepared: PreparedRequest | None = None
+    cached: Cached | None = None
 
 
-def prepare(
+def admit(
     model: Model,
     body: dict[str, Any],
     *,
     cache: LRUCache[Cached],
     use_cache: bool,
     max_tokens_limit: int | None,
-) -> Prepared:
+) -> Admitted:
     """Validate ``body`` for ``model`` (blocking: run it in a thread); raises a 400 naming the field.
 
     A cache hit returns at once, with ``cached`` set: the same request was validated before.
     """
     request = parse_request(body)
-    fields = dict(body)
     given = request.token_limit()
     if max_tokens_limit is not None and given is not None and given > max_tokens_limit:
         name = "max_tokens" if request.max_tokens is not None else "max_completion_tokens"
@@ -93,93 +91,96 @@ def prepare(
     if key is not None:
         cached = cache.get(key)
         if cached is not None:
-            return Prepared(fields=fields, request=request, key=key, cached=cached)
-    plan = model.plan(request)  # compile errors (400) surface here, before queueing
-    if given is None and max_tokens_limit is not None:
-        prompt_tokens = len(model.tokenizer(plan.prompt, add_special_tokens=False)["input_ids"])
-        room = model.context_length - prompt_tokens
-        if room > 0:  # else chat_completion raises the "prompt too long" error itself
-            fields["max_tokens"] = min(max_tokens_limit, room)
-    prepared = Prepared(fields=fields, request=request, key=key)
-    if request.stream:
-        stream = model.chat_completion(**fields, should_stop=prepared.stop.is_set)
-        prepared.chunks = stream  # type: ignore[assignment]
-    return prepared
+            return Admitted(request=request, key=key, cached=cached)
+    prepared = model.prepare(request, default_max_tokens=max_tokens_limit)  # compile errors (400) here
+    return Admitted(request=request, key=key, prepared=prepared)
+
+
+def _stop(handle: SequenceHandle) -> Outcome:
+    """Cancel a generation whose client left; what that made of it."""
+    outcome: Outcome = "skipped" if handle.state == "waiting" else "stopped"
+    handle.cancel()
+    return outcome
 
 
 async def complete(
-    model: Model, prepared: Prepared, scheduler: Scheduler, cache: LRUCache[Cached], log: GenerationLog
+    model: Model, admitted: Admitted, *, max_queue: int | None, cache: LRUCache[Cached], log: GenerationLog,
+    disconnected: asyncio.Event,
 ) -> bytes | None:
-    """Generate a non-streamed answer in turn; its JSON body, or None if the client left first."""
+    """A non-streamed answer; its JSON body, or None if the client left first.
 
-    def job() -> ChatCompletion | None:
-        if prepared.stop.is_set():  # left while waiting: skip
-            log.add(GenerationRecord(stream=False, outcome="skipped"))
-            return None
+    Raises OverloadedError (429) when the waiting line is full.
+    """
+    prepared = admitted.prepared
+    assert prepared is not None
+    handle = model.submit(prepared, max_queue=max_queue)
+    answer = asyncio.ensure_future(model.complete_async(prepared))
+    left = asyncio.ensure_future(disconnected.wait())
+    outcome: Outcome = "done"
+    try:
+        await asyncio.wait({answer, left}, return_when=asyncio.FIRST_COMPLETED)
+        if left.done() and not handle.finished:
+            outcome = _stop(handle)  # the answer ends at the next step
         try:
-            result = model.chat_completion(**prepared.fields, should_stop=prepared.stop.is_set)
+            result = await answer
         except Exception:
             log.add(GenerationRecord(stream=False, outcome="error"))
             raise
-        outcome: Outcome = "stopped" if prepared.stop.is_set() else "done"
-        tokens = result.usage.completion_tokens  # type: ignore[union-attr]
-        log.add(GenerationRecord(stream=False, outcome=outcome, completion_tokens=tokens))
-        return result  # type: ignore[return-value]
-
-    result = await scheduler.run(job, on_cancel=prepared.stop.set)
-    if result is None or prepared.stop.is_set():
+    finally:
+        left.cancel()
+    log.add(GenerationRecord(stream=False, outcome=outcome, completion_tokens=result.usage.completion_tokens))
+    if outcome != "done" or disconnected.is_set():
         return None
     body = result.model_dump_json().encode("utf-8")
-    if prepared.key is not None:
-        cache.put(prepared.key, body)
+    if admitted.key is not None:
+        cache.put(admitted.key, body)
     return body
 
 
 def start_stream(
-    prepared: Prepared, scheduler: Scheduler, cache: LRUCache[Cached], log: GenerationLog
+    model: Model, admitted: Admitted, *, max_queue: int | None, cache: LRUCache[Cached], log: GenerationLog
 ) -> tuple[asyncio.Queue[bytes | None], Callable[[], None]]:
-    """Queue a stream's generation; returns its event queue and the stop callback for a disconnect.
+    """Submit a stream; returns its event queue and the stop callback for a disconnect.
 
-    Raises OverloadedError (429) when the queue is full, before any byte is sent.
+    Raises OverloadedError (429) when the waiting line is full, before any byte is sent.
     """
-    loop = asyncio.get_running_loop()
+    prepared = admitted.prepared
+    assert prepared is not None
+    handle = model.submit(prepared, max_queue=max_queue)
     events: asyncio.Queue[bytes | None] = asyncio.Queue()
-    chunks = prepared.chunks
-    assert chunks is not None
+    stopped: list[Outcome] = []
 
-    def push(item: bytes | None) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the server is shutting down
-            loop.call_soon_threadsafe(events.put_nowait, item)
-
-    def job() -> None:
+    async def produce() -> None:
         recorded: list[bytes] = []
+        chunks = model.stream_async(prepared)
         try:
-            if prepared.stop.is_set():
-                log.add(GenerationRecord(stream=True, outcome="skipped"))
-                return
-            for chunk in chunks:
+            async for chunk in chunks:
                 event = chunk_event(chunk)
                 recorded.append(event)
-                push(event)
-            push(DONE)
-            stopped = prepared.stop.is_set()
-            log.add(GenerationRecord(stream=True, outcome="stopped" if stopped else "done", events=len(recorded)))
-            if prepared.key is not None and not stopped:
-                cache.put(prepared.key, recorded)
+                events.put_nowait(event)
+            events.put_nowait(DONE)
+            outcome = stopped[0] if stopped else "done"
+            log.add(GenerationRecord(stream=True, outcome=outcome, events=len(recorded)))
+            if admitted.key is not None and outcome == "done":
+                cache.put(admitted.key, recorded)
+        except asyncio.CancelledError:
+            log.add(GenerationRecord(stream=True, outcome=stopped[0] if stopped else _stop(handle),
+                                     events=len(recorded)))
+            raise
         except Exception as exc:  # after the 200 went out: an SSE error event
             log.add(GenerationRecord(stream=True, outcome="error", events=len(recorded)))
-            push(sse_error_event(exc))
+            events.put_nowait(sse_error_event(exc))
         finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-            push(None)
+            with contextlib.suppress(Exception):
+                await chunks.aclose()  # type: ignore[attr-defined]
+            events.put_nowait(None)
 
-    _, future = scheduler.submit(job)
+    task = asyncio.ensure_future(produce())
 
     def stop() -> None:
-        prepared.stop.set()
-        scheduler.cancel(future)
+        if not stopped and not handle.finished:
+            stopped.append(_stop(handle))
+        task.cancel()
 
     return events, stop
 

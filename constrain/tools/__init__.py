@@ -6,18 +6,14 @@ One job per module: :mod:`choice` validates the request, :mod:`prompt` renders i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from constrain.errors import ConstrainError, InvalidRequestError
 from constrain.output import ContentParser
+from constrain.plan import Plan, Planner
 from constrain.tools.choice import ToolSetup, ToolSpec, parse_tool_choice, resolve
 from constrain.tools.grammar import build_grammar, format_calls, opening_tokens
 from constrain.tools.parser import ToolCallParser
 from constrain.tools.prompt import DEFAULT_TOOL_PROMPT, render_with_tools, tools_text
 from constrain.types import ChatCompletionRequest
-
-if TYPE_CHECKING:
-    from constrain.model import Model, Plan
 
 __all__ = [
     "DEFAULT_TOOL_PROMPT",
@@ -40,10 +36,8 @@ def has_tool_history(request: ChatCompletionRequest) -> bool:
     return any(m.tool_calls or m.role == "tool" for m in request.messages)
 
 
-def plan_tools(model: Model, request: ChatCompletionRequest) -> Plan | None:
+def plan_tools(model: Planner, request: ChatCompletionRequest) -> Plan | None:
     """Prompt, constraint and parser for a request with tools; None when nothing here applies."""
-    from constrain.model import Plan
-
     # Tool arguments are closed objects: declared keys only (unless a schema says
     # additionalProperties itself). Measured on BFCL simple: open objects let the model invent
     # keys (5-9% of calls) and loop on them, with no gain in accuracy (benchmarks/RESULTS.md).
@@ -73,7 +67,7 @@ def plan_tools(model: Model, request: ChatCompletionRequest) -> Plan | None:
                 opening_bias=opening)
 
 
-def _blame_tool(model: Model, setup: ToolSetup) -> ConstrainError:
+def _blame_tool(model: Planner, setup: ToolSetup) -> ConstrainError:
     """The grammar did not compile: find the tool whose schema the engine refuses, and name it."""
     for spec in setup.allowed:
         try:

@@ -52,7 +52,7 @@ class ServerThread:
         """Block until no generation runs or waits (a bound for a hung server, not a timing check)."""
         deadline = time.monotonic() + timeout
         while True:
-            snap = self.state.scheduler.snapshot()
+            snap = self.state.holder.model.core.snapshot()
             if snap["running"] == 0 and snap["waiting"] == 0:
                 return
             if time.monotonic() > deadline:

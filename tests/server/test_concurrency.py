@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError
 
+from constrain import Model
 from tests.server.conftest import wait_until
 
 # Never finishes within max_tokens: a generation that runs until stopped.
@@ -32,7 +32,8 @@ def _client_schema(i: int) -> dict:
 
 def test_twenty_concurrent_streaming_clients(server):
     oai = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
-    starts_before = len(server.state.scheduler.stats.start_order)
+    core = server.state.holder.model.core
+    starts_before = len(core.stats.start_order)
 
     def one(i: int) -> tuple[int, list]:
         stream = oai.chat.completions.create(
@@ -60,7 +61,7 @@ def test_twenty_concurrent_streaming_clients(server):
         jsonschema.validate(answer, _client_schema(i))
         assert answer["client"] == i
     assert len(ids) == 20
-    started = server.state.scheduler.stats.start_order[starts_before:]
+    started = list(core.stats.start_order)[starts_before:]
     assert len(started) == 20 and started == sorted(started)  # first admitted, first served
 
 
@@ -107,7 +108,7 @@ def test_non_streamed_disconnect_stops_generation(server):
     before = len(server.state.generations.records)
     body = {"messages": [{"role": "user", "content": "Write a and b."}], "response_format": ENDLESS, "max_tokens": 400}
     sock = _raw_post(server.port, body)
-    wait_until(lambda: server.state.scheduler.snapshot()["running"] == 1, "the generation to start")
+    wait_until(lambda: server.state.holder.model.core.snapshot()["running"] == 1, "the generation to start")
     sock.close()
     wait_until(lambda: len(server.state.generations.records) > before, "the generation to end")
     record = server.state.generations.records[-1]
@@ -116,13 +117,23 @@ def test_non_streamed_disconnect_stops_generation(server):
 
 
 @pytest.fixture(scope="module")
-def limited(model, start_server):
-    return start_server(model, max_queue=1, max_tokens_limit=32, max_request_bytes=2000)
+def single(model):
+    """The embedded model's weights with a batch of one row: one generation at a time."""
+    one = Model(model.name, model.hf_model, model.tokenizer, max_batch=1)
+    yield one
+    one.close()
 
 
-def test_queue_overflow_is_429_and_waiting_clients_can_leave(limited):
-    gate = threading.Event()
-    _, blocker = limited.state.scheduler.submit(gate.wait)  # holds the one generation slot
+@pytest.fixture(scope="module")
+def limited(single, start_server):
+    return start_server(single, max_queue=1, max_tokens_limit=32, max_request_bytes=2000)
+
+
+def test_queue_overflow_is_429_and_waiting_clients_can_leave(limited, single):
+    # A generation that holds the one row until it is cancelled.
+    blocker = single.submit(single.prepare({"messages": [{"role": "user", "content": "Write a and b."}],
+                                            "response_format": ENDLESS, "max_tokens": 1500}))
+    wait_until(lambda: single.core.snapshot()["running"] == 1, "the blocker to start")
     try:
         body = {
             "messages": [{"role": "user", "content": "Write a and b."}],
@@ -132,8 +143,10 @@ def test_queue_overflow_is_429_and_waiting_clients_can_leave(limited):
         }
         url = f"{limited.base_url}/v1/chat/completions"
         with httpx.stream("POST", url, json=body, timeout=60) as waiting:
-            assert waiting.status_code == 200  # admitted: waits behind the blocker
-            assert limited.state.scheduler.snapshot()["waiting"] == 1
+            assert waiting.status_code == 200  # admitted: waits for the row
+            assert single.core.snapshot()["waiting"] == 1
+            assert httpx.get(f"{limited.base_url}/health").json()["queue"] == {
+                "waiting": 1, "running": 1, "max_queue": 1, "max_batch": 1}
 
             plain = httpx.post(url, json={**body, "stream": False}, timeout=60)
             assert plain.status_code == 429
@@ -147,13 +160,14 @@ def test_queue_overflow_is_429_and_waiting_clients_can_leave(limited):
             with pytest.raises(HfHubHTTPError) as info:
                 InferenceClient(base_url=limited.base_url).chat_completion(messages=body["messages"], max_tokens=5)
             assert info.value.response.status_code == 429
-        # The waiting client hung up: its job must not generate once the slot frees.
-        wait_until(lambda: limited.state.scheduler.stats.cancelled_waiting >= 1, "the waiting job to be dropped")
+        # The waiting client hung up: its sequence is dropped before it ever runs.
+        wait_until(lambda: single.core.stats.cancelled_waiting >= 1, "the waiting sequence to be dropped")
+        wait_until(lambda: limited.state.generations.counts["skipped"] >= 1, "the skipped request to be logged")
     finally:
-        gate.set()
-        blocker.result(timeout=60)
+        blocker.cancel()
+    assert list(blocker)[-1].finish_reason == "length"
     limited.wait_idle()
-    assert limited.state.scheduler.snapshot() == {"waiting": 0, "running": 0, "max_queue": 1}
+    assert single.core.snapshot() == {"waiting": 0, "running": 0, "max_batch": 1, "max_queue": None}
 
 
 def test_request_too_large_is_413(limited):

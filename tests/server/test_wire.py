@@ -149,14 +149,14 @@ def test_bad_header_value_names_the_header(server):
 def test_x_use_cache_hit_miss_and_bypass(server):
     url = f"{server.base_url}/v1/chat/completions"
     body = _request(response_format={"type": "json", "value": COLOUR}, max_tokens=12, temperature=0, seed=123)
-    admitted = server.state.scheduler.stats.admitted
+    admitted = server.state.holder.model.core.stats.admitted
 
     first = httpx.post(url, json=body, timeout=120)
     assert first.status_code == 200 and first.headers["x-cache"] == "miss"
     second = httpx.post(url, json=body, timeout=120)
     assert second.headers["x-cache"] == "hit"
     assert second.content == first.content
-    assert server.state.scheduler.stats.admitted == admitted + 1  # the hit did not generate
+    assert server.state.holder.model.core.stats.admitted == admitted + 1  # the hit did not generate
 
     # Same request, other spelling (key order, default written out): the same entry.
     respelled = dict(reversed(list(body.items())), stream=False)
@@ -166,7 +166,7 @@ def test_x_use_cache_hit_miss_and_bypass(server):
     assert bypass.headers["x-cache"] == "miss"
     assert bypass.json()["id"] != first.json()["id"]
     assert bypass.json()["choices"] == first.json()["choices"]  # deterministic anyway
-    assert server.state.scheduler.stats.admitted == admitted + 2
+    assert server.state.holder.model.core.stats.admitted == admitted + 2
 
     # Sampling without a seed is not deterministic: never cached.
     sampled = _request(response_format={"type": "json", "value": COLOUR}, max_tokens=12, temperature=1.0)
@@ -188,17 +188,15 @@ def test_x_use_cache_replays_streams(server):
 class _FailsMidStream(Model):
     """The embedded model's weights, with a generation that breaks after its first chunk."""
 
-    def chat_completion(self, messages=None, **fields):
-        fields.pop("should_stop", None)
-        chunks = super().chat_completion(messages, **fields)
-        if not fields.get("stream"):
-            raise GenerationError("engine rejected token 42 (simulated)")
+    async def complete_async(self, prepared):
+        await super().complete_async(prepared)
+        raise GenerationError("engine rejected token 42 (simulated)")
 
-        def broken():
-            yield next(iter(chunks))
-            raise GenerationError("engine rejected token 42 (simulated)")
-
-        return broken()
+    async def stream_async(self, prepared):
+        chunks = super().stream_async(prepared)
+        yield await chunks.__anext__()
+        await chunks.aclose()
+        raise GenerationError("engine rejected token 42 (simulated)")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,8 @@
-"""Pure tensor steps of a decode step: penalties, masking, temperature, top_p, sampling, logprobs."""
+"""Pure tensor steps of a decode step: penalties, masking, temperature, top_p, sampling, logprobs.
+
+The batch forms (``unpack_bitmasks``, ``mask_logits``, ``greedy_tokens``) work on a whole
+batch's last-position logits at once; the others on one row.
+"""
 
 from __future__ import annotations
 
@@ -62,6 +66,37 @@ def apply_token_bitmask_inplace(logits: torch.Tensor, allowed: torch.Tensor) -> 
         logits[n:] = float("-inf")
 
 
+def unpack_bitmasks(bitmask: np.ndarray, width: int, device: torch.device) -> torch.Tensor:
+    """``[rows, ceil(V/32)]`` int32 words -> ``[rows, width]`` bools (columns past the words: False)."""
+    words = bitmask.shape[1] * 32
+    if torch.device(device).type == "cpu":
+        bits = np.unpackbits(np.ascontiguousarray(bitmask).astype("<i4", copy=False).view(np.uint8),
+                             axis=1, bitorder="little")
+        allowed = torch.from_numpy(bits).view(torch.bool)
+    else:
+        w = torch.from_numpy(np.ascontiguousarray(bitmask)).to(device, non_blocking=True)
+        allowed = ((w.unsqueeze(2) >> _SHIFTS.to(device)) & 1).flatten(1).bool()
+    if width <= words:
+        return allowed[:, :width]
+    pad = torch.zeros(allowed.shape[0], width - words, dtype=torch.bool, device=allowed.device)
+    return torch.cat([allowed, pad], 1)
+
+
+def mask_logits(logits: torch.Tensor, allowed: torch.Tensor) -> None:
+    """One operation for the whole batch: ``logits[i, t] = -inf`` where ``allowed[i, t]`` is False."""
+    if logits.device.type == "cpu" and logits.dtype == torch.float32 and logits.is_contiguous():
+        np.copyto(logits.numpy(), -np.inf, where=~allowed.numpy())  # ~5x masked_fill_ on one CPU thread
+        return
+    logits.masked_fill_(~allowed, float("-inf"))
+
+
+def greedy_tokens(logits: torch.Tensor) -> list[int]:
+    """Each row's argmax."""
+    if logits.device.type == "cpu" and logits.dtype == torch.float32:
+        return logits.numpy().argmax(axis=1).tolist()  # type: ignore[no-any-return]
+    return torch.argmax(logits, dim=1).tolist()  # type: ignore[no-any-return]
+
+
 def apply_penalties(logits: torch.Tensor, counts: torch.Tensor, params: SamplingParams) -> None:
     """OpenAI's additive penalties over the tokens generated so far:
     ``logit -= count * frequency_penalty + (count > 0) * presence_penalty``."""
@@ -100,7 +135,8 @@ def sample(
     return token, logprobs
 
 
-def make_generator(seed: int | None, device: torch.device) -> torch.Generator:
+def make_generator(seed: int | None) -> torch.Generator:
+    """A sequence's own generator, on the CPU so that a seed gives the same draw on every device."""
     generator = torch.Generator(device="cpu")
     if seed is None:
         generator.seed()

@@ -1,0 +1,55 @@
+"""What the decoding core needs from a model: one forward pass over many sequences at once.
+
+A runtime keeps each running sequence's state (its KV cache); the core decides what goes in.
+One implementation per file: ``transformers.py``; llama.cpp's ``llama_batch`` (several
+sequences, several tokens each, logits where asked) maps onto the same two calls.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One sequence's input to a step: its new tokens (a whole prompt, a chunk of one, or the
+    sampled token and any forced ones) and how many last positions' logits it needs."""
+
+    seq_id: int
+    tokens: list[int]
+    keep: int = 1
+
+
+@dataclass
+class StepLogits:
+    """A step's logits, in the order of the feeds."""
+
+    last: torch.Tensor  # [feeds, vocab]: each sequence's last position
+    earlier: list[torch.Tensor | None]  # [keep - 1, vocab] before it, where keep > 1
+
+
+class Runtime(ABC):
+    """A model's forward pass over many sequences at once."""
+
+    #: width of the logits rows (the model's vocabulary, padding included)
+    vocab_size: int
+    device: torch.device
+
+    @abstractmethod
+    def step(self, feeds: list[Feed]) -> StepLogits:
+        """One forward pass for the fed sequences; a ``seq_id`` not seen before starts a new one."""
+
+    @abstractmethod
+    def drop(self, seq_id: int) -> None:
+        """Forget a sequence (finished or cancelled) and free its place."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget every sequence (after a failure left the state unknown)."""
+
+    @abstractmethod
+    def length(self, seq_id: int) -> int:
+        """Tokens a sequence holds (0 for one not seen)."""

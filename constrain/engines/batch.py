@@ -1,0 +1,49 @@
+"""Many sequences' masks in one call: the decoding core fills a whole batch's rows at once.
+
+llguidance matchers are filled in parallel by its executor with the GIL released (its default
+thread count is 80% of the cores, which is 1 on a 2-core machine: the count is set here);
+matchers that keep runtime rules (``RulesMatcher``) get their llguidance part filled in the
+same call and their rules applied after; other engines' matchers are filled one by one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import llguidance
+import llguidance.numpy
+import numpy as np
+
+from constrain.engines.base import Matcher
+from constrain.engines.llguidance import LLGuidanceMatcher
+from constrain.engines.runtime import RulesMatcher
+
+
+class BatchFiller:
+    """Fills ``bitmask[row]`` for each ``(matcher, row)``; owns its thread pool."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = max(1, threads or os.cpu_count() or 1)
+        self._executor: llguidance.LLExecutor | None = None
+
+    def fill(self, rows: list[tuple[Matcher, int]], bitmask: np.ndarray) -> None:
+        native: list[tuple[llguidance.LLMatcher, int]] = []
+        rules: list[tuple[RulesMatcher, int]] = []
+        for matcher, row in rows:
+            if isinstance(matcher, LLGuidanceMatcher):
+                native.append((matcher.native, row))
+            elif isinstance(matcher, RulesMatcher) and isinstance(matcher.inner, LLGuidanceMatcher):
+                native.append((matcher.inner.native, row))
+                rules.append((matcher, row))
+            else:
+                matcher.fill_bitmask(bitmask[row])
+        if len(native) == 1:
+            only, row = native[0]
+            view = bitmask[row]
+            only.unsafe_compute_mask_ptr(view.ctypes.data, view.nbytes)
+        elif native:
+            if self._executor is None:
+                self._executor = llguidance.LLExecutor(num_threads=self.threads)
+            llguidance.numpy.fill_next_token_bitmask_par(self._executor, native, bitmask)
+        for matcher, row in rules:
+            matcher.restrict(bitmask[row])

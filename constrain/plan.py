@@ -1,0 +1,47 @@
+"""What one request turns into before decoding (a Plan), and what makes one for a model (a Planner).
+
+Kept apart from ``model.py`` so that the tool planner (``constrain.tools``) and the request
+preparation (``constrain.prepare``) depend on it, and not on each other or on the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from constrain.compiler import PropertyOrder, Whitespace
+from constrain.constraints import CompiledConstraint, compile_constraint
+from constrain.output import OutputParser
+
+
+@dataclass
+class Plan:
+    """A prompt, a compiled constraint and an output parser."""
+
+    prompt: str
+    compiled: CompiledConstraint
+    parser: OutputParser
+    # Added to these tokens' logits at the first sampled token (tool_choice "auto": opening a call).
+    opening_bias: dict[int, float] | None = None
+
+
+@dataclass(frozen=True)
+class Planner:
+    """One model's tokenizer and compile settings: everything that plans a request for it."""
+
+    tokenizer: Any
+    vocab_size: int
+    engine: str = "llguidance"
+    whitespace: Whitespace = "compact"
+    close_objects: bool = False
+    property_order: PropertyOrder = "schema"
+    tool_call_bias: float = 0.0
+
+    def compile(self, response_format: Any, **options: Any) -> CompiledConstraint:
+        """Compile a response_format for this tokenizer with these settings (cached)."""
+        options.setdefault("whitespace", self.whitespace)
+        options.setdefault("close_objects", self.close_objects)
+        options.setdefault("property_order", self.property_order)
+        return compile_constraint(
+            response_format, self.tokenizer, engine=self.engine, vocab_size=self.vocab_size, **options
+        )
