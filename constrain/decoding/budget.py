@@ -162,7 +162,7 @@ class BudgetCloser:
         self.narrowed = False  # True once the model's first choice was held back
         self.path: list[int] = []  # the completion being followed
         self._path_at = -1  # `generated` when path[0] is due
-        self._searched_at: int | None = None  # `generated` when the last search found nothing
+        self._next_search = 0  # before closing: no new search until `generated` reaches this
 
     def _closer_set(self, allowed: torch.Tensor) -> torch.Tensor:
         if self.closers is None:
@@ -178,7 +178,9 @@ class BudgetCloser:
         left = self.max_tokens - generated
         self.path = shortest_completion(matcher, char_tokens(self.tokenizer, self.vocab_size), words, left) or []
         self._path_at = generated
-        self._searched_at = None if self.path else generated
+        # While a completion fits with room to spare, look again only halfway to the deadline.
+        slack = self.max_tokens - generated - len(self.path) - 2
+        self._next_search = generated + (max(1, slack // 2) if self.path else 4)
 
     def narrow(self, allowed: torch.Tensor, text: str, generated: int,
                logits: torch.Tensor | None = None, matcher: Any = None) -> torch.Tensor:
@@ -198,17 +200,17 @@ class BudgetCloser:
         if not self.closing:
             if self.nesting.open and left <= need:
                 self.closing = True
-            elif stuck and matcher is not None and self._searched_at != generated:
+            elif stuck and matcher is not None and generated >= self._next_search:
                 self._search(matcher, generated)
                 if self.path and left <= len(self.path) + 2:
                     self.closing = True
             if not self.closing:
                 return allowed
         if stuck:
-            if self._path_at != generated or (self.path and not bool(allowed[self.path[0]])):
-                self.path = []
-            if not self.path and matcher is not None and self._searched_at != generated:
-                self._search(matcher, generated)
+            if self._path_at != generated or not self.path or not bool(allowed[self.path[0]]):
+                self.path = []  # stale: forced tokens moved on, or the model left the path
+                if matcher is not None:
+                    self._search(matcher, generated)
             if not self.path:
                 return allowed
             narrowed = torch.zeros_like(allowed)

@@ -21,9 +21,11 @@ has its own matcher, sampler, generator, budget and stop rules; only the forward
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import threading
 import time
+import weakref
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +46,17 @@ from constrain.errors import GenerationError, OverloadedError
 # still grows up to this many rows; more rows cost latency for little throughput.
 DEFAULT_MAX_BATCH = 32
 DEFAULT_PREFILL_TOKENS = 512
+
+
+_live_cores: weakref.WeakSet[DecodingCore] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Stop every core's thread before the interpreter tears down (a thread still inside torch
+    at exit aborts the process)."""
+    for core in list(_live_cores):
+        core.close()
 
 
 @dataclass
@@ -152,6 +165,7 @@ class DecodingCore:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="constrain-decode", daemon=True)
                 self._thread.start()
+                _live_cores.add(self)
             self._wake.notify()
         return handle
 
@@ -216,8 +230,9 @@ class DecodingCore:
             if closed and not self._running:
                 return
             for seq in started:
-                if not self._guard(seq, seq.start):
-                    seq.prefilling = False
+                if self._guard(seq, seq.start) and self._guard(seq, self._reuse, seq):
+                    continue
+                seq.prefilling = False
             try:
                 self._step()
                 self._sweep()
@@ -237,6 +252,12 @@ class DecodingCore:
             with self._lock:
                 self._running = []
             self.runtime.reset()
+
+    def _reuse(self, seq: Sequence) -> bool:
+        """Skip the part of a new prompt the runtime already holds (a cached prefix)."""
+        held = self.runtime.start(id(seq), seq.inputs, seq.keep)
+        seq.inputs = seq.inputs[held:]
+        return True
 
     def _guard(self, seq: Sequence, action: Any, *args: Any) -> bool:
         """Run one sequence's part of the step; an error ends that sequence only."""

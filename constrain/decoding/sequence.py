@@ -210,8 +210,6 @@ class Sequence:
         want_dist = params.logprobs and self.raw is None
         if greedy_token is not None:
             return greedy_token, (torch.log_softmax(logits, -1) if want_dist else None)
-        if self.matcher is not None and not torch.isfinite(logits).any():
-            raise GenerationError("the constraint allows no token here (engine dead end)")
         return sample(logits, params, self.generator, want_dist=want_dist)
 
     def sample_and_advance(self, logits: torch.Tensor, greedy_token: int) -> bool:

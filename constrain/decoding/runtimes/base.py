@@ -38,6 +38,12 @@ class Runtime(ABC):
     vocab_size: int
     device: torch.device
 
+    def start(self, seq_id: int, tokens: list[int], keep: int = 1) -> int:
+        """A new sequence whose first feed will be ``tokens``: returns how many leading tokens the
+        runtime already holds for it (a cached prefix, at most ``len(tokens) - keep``); only the
+        rest is fed. Runtimes without a prefix cache return 0."""
+        return 0
+
     @abstractmethod
     def step(self, feeds: list[Feed]) -> StepLogits:
         """One forward pass for the fed sequences; a ``seq_id`` not seen before starts a new one."""
