@@ -1,4 +1,4 @@
-"""The batch job: many requests through the model's batch, from Python or from an OpenAI Batch file.
+"""The batch job: an OpenAI Batch file through the model's batch (``Model.batch`` is the Python form).
 
 File format (OpenAI's Batch API, also ``vllm run-batch``): each input line is
 ``{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body": {...}}``; each output
@@ -20,16 +20,12 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from constrain.errors import ConstrainError, InvalidRequestError
-from constrain.types import ChatCompletion
-
-if TYPE_CHECKING:
-    from constrain.model import Model
+from constrain.model import Model, run_sync
 
 URL = "/v1/chat/completions"
 
@@ -48,43 +44,6 @@ class BatchSummary:
     def requests_per_second(self) -> float:
         done = self.succeeded + self.failed
         return done / self.seconds if self.seconds > 0 else 0.0
-
-
-async def _answer(model: Model, body: Any, default_max_tokens: int | None) -> ChatCompletion:
-    if not isinstance(body, dict):
-        raise InvalidRequestError(f"`body` must be a JSON object, got {type(body).__name__}", param="body")
-    if body.get("stream"):
-        raise InvalidRequestError("`stream` is not supported in a batch; leave it unset", param="stream")
-    prepared = await asyncio.to_thread(model.prepare, body, default_max_tokens=default_max_tokens)
-    return await model.complete_async(prepared)
-
-
-async def _gather(model: Model, bodies: list[Any], window: int) -> list[ChatCompletion | ConstrainError]:
-    gate = asyncio.Semaphore(window)
-
-    async def one(body: Any) -> ChatCompletion | ConstrainError:
-        async with gate:
-            try:
-                return await _answer(model, body, None)
-            except ConstrainError as exc:
-                return exc
-
-    return list(await asyncio.gather(*(one(body) for body in bodies)))
-
-
-def _run(coroutine: Any) -> Any:
-    """Run a coroutine to completion, also from a thread that already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
-def run_requests(model: Model, requests: list[dict[str, Any]]) -> list[ChatCompletion | ConstrainError]:
-    """Answer ``requests`` (request bodies) together; results in input order, errors in place."""
-    return _run(_gather(model, requests, window=2 * model.max_batch))  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- files
@@ -167,7 +126,7 @@ def run_file(model: Model, input_path: str | os.PathLike[str], output_path: str 
     if not source.is_file():
         raise InvalidRequestError(f"input file {source} does not exist", param="input")
     done_ids, done_lines = _done_ids(target)
-    return _run(_file_job(model, source, target, done_ids, done_lines, progress=progress,
+    return run_sync(_file_job(model, source, target, done_ids, done_lines, progress=progress,
                           default_max_tokens=default_max_tokens,
                           window=window or 2 * model.max_batch))  # type: ignore[no-any-return]
 
@@ -211,7 +170,7 @@ async def _file_job(model: Model, source: Path, target: Path, done_ids: set[str]
                 return
             async with gate:
                 try:
-                    result = await _answer(model, body, default_max_tokens)
+                    result = await model.answer_async(body, default_max_tokens=default_max_tokens)
                 except ConstrainError as exc:
                     write(_record(custom_id, status=exc.status_code, body=exc.to_dict(), line=number), False)
                     return

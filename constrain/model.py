@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from constrain.compiler import PropertyOrder, Whitespace
 from constrain.constraints import CompiledConstraint, compile_constraint
 from constrain.decoding import DEFAULT_MAX_BATCH, DecodingCore, SequenceHandle, Step
 from constrain.decoding.runtimes.transformers import TransformersRuntime
-from constrain.errors import ConstrainError
+from constrain.errors import ConstrainError, InvalidRequestError
 from constrain.loading import EMBEDDED_TOOL_CALL_BIAS, load_weights
 from constrain.plan import Plan, Planner
 from constrain.prepare import LogprobsMode, PreparedRequest, plan_request, prepare
@@ -173,12 +174,33 @@ class Model:
         prepared = await asyncio.to_thread(self.prepare, fields)  # compiling may take milliseconds
         return self.stream_async(prepared) if prepared.stream else await self.complete_async(prepared)
 
+    async def answer_async(self, body: Any, *, default_max_tokens: int | None = None) -> ChatCompletion:
+        """One whole (non-streamed) answer to a request body, for batch jobs; errors name the field."""
+        if not isinstance(body, dict):
+            raise InvalidRequestError(f"`body` must be a JSON object, got {type(body).__name__}", param="body")
+        if body.get("stream"):
+            raise InvalidRequestError("`stream` is not supported in a batch; leave it unset", param="stream")
+        prepared = await asyncio.to_thread(self.prepare, body, default_max_tokens=default_max_tokens)
+        return await self.complete_async(prepared)
+
     def batch(self, requests: Iterable[dict[str, Any]]) -> list[ChatCompletion | ConstrainError]:
         """Answer many requests together; results in input order. A bad request gets its error in
         its place (a ``ConstrainError``) and never stops the others. Streaming is not allowed here."""
-        from constrain.batch import run_requests
+        bodies = list(requests)
 
-        return run_requests(self, list(requests))
+        async def main() -> list[ChatCompletion | ConstrainError]:
+            gate = asyncio.Semaphore(2 * self.max_batch)  # enough to keep the batch full
+
+            async def one(body: Any) -> ChatCompletion | ConstrainError:
+                async with gate:
+                    try:
+                        return await self.answer_async(body)
+                    except ConstrainError as exc:
+                        return exc
+
+            return list(await asyncio.gather(*(one(body) for body in bodies)))
+
+        return run_sync(main())  # type: ignore[no-any-return]
 
     def generate_text(self, prompt: str, **fields: Any) -> ChatCompletion:
         """Convenience: one user message."""
@@ -187,6 +209,16 @@ class Model:
     def close(self) -> None:
         """Stop the decoding core's thread (pending generations end with ``finish_reason: "length"``)."""
         self.core.close()
+
+
+def run_sync(coroutine: Any) -> Any:
+    """Run a coroutine to completion, also from a thread that already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def load(

@@ -38,6 +38,8 @@ MARGIN = 12
 LOOKAHEAD = 24
 # The search gives up after this many matcher states (each costs a mask, ~10-200 µs).
 MAX_STATES = 400
+# A completion is followed once the tokens left are no more than its length plus this.
+SLACK = 2
 
 _closer_masks: weakref.WeakKeyDictionary[Any, tuple[torch.Tensor, ...]] = weakref.WeakKeyDictionary()
 _char_tokens: weakref.WeakKeyDictionary[Any, np.ndarray] = weakref.WeakKeyDictionary()
@@ -162,7 +164,7 @@ class BudgetCloser:
         self.narrowed = False  # True once the model's first choice was held back
         self.path: list[int] = []  # the completion being followed
         self._path_at = -1  # `generated` when path[0] is due
-        self._next_search = 0  # before closing: no new search until `generated` reaches this
+        self._next_search = 0  # no new search until `generated` reaches this
 
     def _closer_set(self, allowed: torch.Tensor) -> torch.Tensor:
         if self.closers is None:
@@ -173,14 +175,21 @@ class BudgetCloser:
             narrowed = allowed & self.closers[2].to(allowed.device)[: allowed.numel()]
         return narrowed
 
-    def _search(self, matcher: Any, generated: int) -> None:
+    def _completion(self, matcher: Any, generated: int, allowed: torch.Tensor) -> list[int]:
+        """The completion to follow from here: the one being followed, or a new search (while a
+        completion fits with room to spare, searched again only halfway to its deadline)."""
+        if self._path_at == generated and self.path and bool(allowed[self.path[0]]):
+            return self.path
+        self.path = []  # stale: forced tokens moved on, or the model left the path
+        if matcher is None or generated < self._next_search:
+            return self.path
         words = (self.vocab_size + 31) // 32
         left = self.max_tokens - generated
         self.path = shortest_completion(matcher, char_tokens(self.tokenizer, self.vocab_size), words, left) or []
         self._path_at = generated
-        # While a completion fits with room to spare, look again only halfway to the deadline.
-        slack = self.max_tokens - generated - len(self.path) - 2
+        slack = left - len(self.path) - SLACK
         self._next_search = generated + (max(1, slack // 2) if self.path else 4)
+        return self.path
 
     def narrow(self, allowed: torch.Tensor, text: str, generated: int,
                logits: torch.Tensor | None = None, matcher: Any = None) -> torch.Tensor:
@@ -195,29 +204,19 @@ class BudgetCloser:
         need = self.nesting.open + MARGIN
         if not self.closing and left > need + LOOKAHEAD:
             return allowed
+        if self.nesting.open and left <= need:
+            self.closing = True
         narrowed = self._closer_set(allowed)
-        stuck = not bool(narrowed.any())
-        if not self.closing:
-            if self.nesting.open and left <= need:
-                self.closing = True
-            elif stuck and matcher is not None and generated >= self._next_search:
-                self._search(matcher, generated)
-                if self.path and left <= len(self.path) + 2:
-                    self.closing = True
-            if not self.closing:
+        if not narrowed.any():  # nothing may close here: follow the shortest completion once it is due
+            path = self._completion(matcher, generated, allowed)
+            if not path or left > len(path) + SLACK:
                 return allowed
-        if stuck:
-            if self._path_at != generated or not self.path or not bool(allowed[self.path[0]]):
-                self.path = []  # stale: forced tokens moved on, or the model left the path
-                if matcher is not None:
-                    self._search(matcher, generated)
-            if not self.path:
-                return allowed
+            self.closing = True
             narrowed = torch.zeros_like(allowed)
-            narrowed[self.path.pop(0)] = True
+            narrowed[path.pop(0)] = True
             self._path_at = generated + 1
-        else:
-            self.path = []
+        elif not self.closing:
+            return allowed
         if logits is None:
             self.narrowed = self.narrowed or not torch.equal(narrowed, allowed)
         else:
