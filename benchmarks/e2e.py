@@ -233,7 +233,7 @@ class Bench:
             first = None
             out: list[int] = []
             job = DecodeJob(prompt_ids=ids, compiled=_FreeText(self.model.vocab_size),
-                            params=SamplingParams(temperature=0.0), max_tokens=n_tokens)
+                            params=SamplingParams(temperature=0.0), max_tokens=n_tokens, ignore_eos=True)
             for step in self.model.core.submit(job):
                 if step.token_ids and first is None:
                     first = time.perf_counter()

@@ -115,6 +115,17 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+def _model_options(parser: argparse.ArgumentParser, *, batching: bool) -> None:
+    """What loads the model, for every command that loads one."""
+    parser.add_argument("--model", default=None, help="local HF folder or .gguf (default: embedded SmolLM2-135M)")
+    parser.add_argument("--engine", default="llguidance")
+    parser.add_argument("--any-order", action="store_true",
+                        help="let the model write an object's keys in any order (default: the schema's order)")
+    if batching:
+        parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
+                            help="requests generated together in one forward pass")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="constrain", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,30 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--regex", metavar="PAT", help="regex the whole answer must match")
     group.add_argument("--grammar", metavar="FILE|NAME", help="Lark grammar file, or a shipped grammar's name")
     group.add_argument("--json-object", action="store_true", help="any JSON object")
-    chat.add_argument("--model", default=None, help="local HF folder or .gguf (default: embedded SmolLM2-135M)")
-    chat.add_argument("--engine", default="llguidance")
+    _model_options(chat, batching=False)
     chat.add_argument("--system", default=None, help="system message")
     chat.add_argument("--stream", action="store_true")
     chat.add_argument("--max-tokens", type=int, default=None)
     chat.add_argument("--temperature", type=float, default=None)
     chat.add_argument("--seed", type=int, default=None)
     chat.add_argument("--pretty", action="store_true", help="allow newlines and indentation in JSON")
-    chat.add_argument("--any-order", action="store_true",
-                      help="let the model write an object's keys in any order (default: the schema's order)")
     chat.set_defaults(func=_chat)
 
     serve = sub.add_parser("serve", help="serve the chat-completion API over HTTP")
-    serve.add_argument("--model", default=None)
+    _model_options(serve, batching=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument(
         "--api-key", action="append", default=[], help="accepted bearer key (repeatable; or env CONSTRAIN_API_KEYS)"
     )
-    serve.add_argument("--engine", default="llguidance")
-    serve.add_argument("--any-order", action="store_true",
-                       help="let the model write an object's keys in any order (default: the schema's order)")
-    serve.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
-                       help="requests generated together in one forward pass")
     serve.add_argument("--max-queue", type=int, default=64,
                        help="requests that may wait for a place in the batch before 429")
     serve.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted (and the default)")
@@ -161,12 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("input", help="input JSONL: {custom_id, method, url, body} per line")
     batch.add_argument("-o", "--output", required=True,
                        help="output JSONL (appended; custom_ids already there are skipped)")
-    batch.add_argument("--model", default=None, help="local HF folder or .gguf (default: embedded SmolLM2-135M)")
-    batch.add_argument("--engine", default="llguidance")
-    batch.add_argument("--any-order", action="store_true",
-                       help="let the model write an object's keys in any order (default: the schema's order)")
-    batch.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
-                       help="requests generated together in one forward pass")
+    _model_options(batch, batching=True)
     batch.add_argument("--max-tokens-limit", type=int, default=4096,
                        help="max_tokens for requests that set none")
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")

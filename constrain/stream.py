@@ -32,21 +32,13 @@ class ChunkBuilder:
         self.finish = "length"
         self.closed = False
 
+    def _envelope(self, choices: list[ChunkChoice], usage: Any = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(id=self.ident, created=self.created, model=self.info.model_name,
+                                   system_fingerprint=self.info.fingerprint, choices=choices, usage=usage)
+
     def _chunk(self, delta: Delta, finish: Any = None, entries: Any = None) -> ChatCompletionChunk:
-        info = self.info
-        return ChatCompletionChunk(
-            id=self.ident,
-            created=self.created,
-            model=info.model_name,
-            system_fingerprint=info.fingerprint,
-            choices=[
-                ChunkChoice(
-                    delta=delta,
-                    finish_reason=finish,
-                    logprobs=ChoiceLogprobs(content=logprob_entries(info.tokenizer, entries)) if entries else None,
-                )
-            ],
-        )
+        logprobs = ChoiceLogprobs(content=logprob_entries(self.info.tokenizer, entries)) if entries else None
+        return self._envelope([ChunkChoice(delta=delta, finish_reason=finish, logprobs=logprobs)])
 
     def start(self) -> list[ChatCompletionChunk]:
         return [self._chunk(Delta(role="assistant", content=""))]
@@ -71,14 +63,7 @@ class ChunkBuilder:
         out = [self._chunk(delta) for delta in rest]
         out.append(self._chunk(Delta(), finish=finish_reason, entries=self.held if self.held else None))
         if self.include_usage:
-            out.append(ChatCompletionChunk(
-                id=self.ident,
-                created=self.created,
-                model=self.info.model_name,
-                system_fingerprint=self.info.fingerprint,
-                choices=[],
-                usage=usage_of(self.stats),
-            ))
+            out.append(self._envelope([], usage=usage_of(self.stats)))
         return out
 
 

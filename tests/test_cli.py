@@ -59,3 +59,11 @@ def test_bad_input_is_one_clear_line(capsys, args, where):
     assert main(["chat", "hi", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("constrain: error") and where in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(("command", "where"), [(["serve", "--max-batch", "0"], "max_batch"),
+                                                 (["serve", "--max-queue", "-1"], "max_queue")])
+def test_bad_server_options_are_one_clear_line(capsys, command, where):
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"constrain: error [{where}]") and "Traceback" not in err, err

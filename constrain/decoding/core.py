@@ -40,7 +40,7 @@ from constrain.decoding.sampling import greedy_tokens, mask_logits, unpack_bitma
 from constrain.decoding.sequence import DecodeJob, Sequence
 from constrain.decoding.steps import DecodeStats, Step
 from constrain.engines.batch import BatchFiller
-from constrain.errors import GenerationError, OverloadedError
+from constrain.errors import GenerationError, InvalidRequestError, OverloadedError
 
 # Measured with benchmarks/throughput.py on a 2-core CPU (RESULTS.md): aggregate tokens/s
 # still grows up to this many rows; more rows cost latency for little throughput.
@@ -107,10 +107,10 @@ class DecodingCore:
         prefill_tokens: int = DEFAULT_PREFILL_TOKENS,
         mask_threads: int | None = None,
     ) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be >= 1")
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise InvalidRequestError(f"`max_batch` must be a whole number >= 1, got {max_batch!r}", param="max_batch")
         if max_waiting is not None and max_waiting < 0:
-            raise ValueError("max_waiting must be >= 0")
+            raise InvalidRequestError(f"`max_queue` must be >= 0, got {max_waiting!r}", param="max_queue")
         self.runtime = runtime
         self.tokenizer = tokenizer
         self.eos_token_ids = eos_token_ids

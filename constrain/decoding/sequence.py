@@ -36,6 +36,8 @@ class DecodeJob:
     stop: list[str] = field(default_factory=list)
     # Added to these tokens' logits at the first sampled token (tool_choice "auto": opening a call).
     opening_bias: dict[int, float] | None = None
+    # Generate exactly max_tokens (benchmarks: the same number of tokens as another run).
+    ignore_eos: bool = False
 
 
 def top_entry(logprobs: torch.Tensor, token: int, k: int) -> TokenLogprob:
@@ -54,7 +56,7 @@ class Sequence:
         self.job = job
         self.params = job.params
         self.max_tokens = job.max_tokens
-        self.eos_token_ids = eos_token_ids
+        self.eos_token_ids = set() if job.ignore_eos else eos_token_ids
         self.eos_free = job.compiled.engine.eos_token_id  # ends unconstrained text too
         self.matcher = job.compiled.matcher()
         self.vocab_size: int = job.compiled.vocab_size

@@ -16,9 +16,11 @@ from constrain.schema.dialects import DRAFT6, DRAFT2019, at_least
 
 ROOT_URI = "https://constrain.invalid/root.json"
 
-# Keywords whose value is a schema, a list of schemas, or a map of name -> schema.
+# Keywords whose value is a schema, a list of schemas, or a map of name -> schema: the only
+# places where subschemas (and so their `$id`s and anchors) live. A `$id` under any other key
+# (an unknown keyword, `enum`, `const`) is data, not an identifier.
 SCHEMA_VALUED = ("additionalProperties", "items", "additionalItems", "contains", "propertyNames", "not",
-                 "if", "then", "else", "unevaluatedItems", "unevaluatedProperties")
+                 "if", "then", "else", "unevaluatedItems", "unevaluatedProperties", "contentSchema")
 SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
 SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies")
 
@@ -83,18 +85,17 @@ class RefIndex:
         anchor = self._anchor_of(node)
         if anchor:
             self.anchors.setdefault(f"{base}#{anchor}", Target(node, outer, pointer))
+        # Each subschema is visited once: a walk linear in the document's size.
         for key, value in node.items():
-            if key in ("enum", "const", "examples", "default"):
-                continue
             where = f"{pointer}/{escape(key)}"
-            if isinstance(value, dict):
-                if key in SCHEMA_MAPS:
-                    for name, sub in value.items():
-                        self._walk(sub, base, f"{where}/{escape(name)}")
-                self._walk(value, base, where)
-            elif isinstance(value, list):
+            if key in SCHEMA_MAPS and isinstance(value, dict):
+                for name, sub in value.items():
+                    self._walk(sub, base, f"{where}/{escape(name)}")
+            elif key in SCHEMA_LISTS and isinstance(value, list):
                 for index, sub in enumerate(value):
                     self._walk(sub, base, f"{where}/{index}")
+            elif key in SCHEMA_VALUED and isinstance(value, dict):
+                self._walk(value, base, where)
 
     def resolve(self, ref: str, base: str, pointer: str) -> Target:
         """The subschema ``ref`` names, read against ``base``; raises for what is outside the document."""

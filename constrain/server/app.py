@@ -219,6 +219,9 @@ def create_app(
     model's batch (``max_batch``, for a model loaded here); ``max_queue`` more may wait for a
     place, beyond that they get 429.
     """
+    for name, value, least in (("max_queue", max_queue, 0), ("max_batch", max_batch, 1)):
+        if not isinstance(value, int) or value < least:
+            raise InvalidRequestError(f"`{name}` must be a whole number >= {least}, got {value!r}", param=name)
     if isinstance(model, Model) or callable(model):
         source: Model | Callable[[], Model] = model  # type: ignore[assignment]
     else:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -89,6 +91,73 @@ def test_stream_disconnect_stops_generation(server):
     record = server.state.generations.records[-1]
     assert record.stream and record.outcome == "stopped"
     assert record.events < 100  # it would have sent ~400 chunks had it run to max_tokens
+    core = server.state.holder.model.core
+    wait_until(lambda: core.snapshot()["running"] == 0, "the row to be freed")  # its place is free again
+
+
+MIXED_TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                   "required": ["city"]}}}]
+
+
+def test_sixteen_mixed_clients_at_once_share_the_batch(server):
+    """JSON, regex, tool calls and plain text, streamed and not, from both SDKs, all at once."""
+    server.wait_idle()
+    core = server.state.holder.model.core
+    oai = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
+    hf = InferenceClient(base_url=server.base_url)
+    peak: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak.append(core.snapshot()["running"])
+            done.wait(0.05)
+
+    def one(i: int) -> None:
+        kind, stream = i % 4, i % 2 == 1
+        common = {"max_tokens": 40, "temperature": 0, "seed": i}
+        ask = [{"role": "user", "content": f"Request {i}."}]
+        if kind == 0:
+            out = oai.chat.completions.create(model="m", messages=ask, stream=stream, **common,
+                                              response_format={"type": "json_schema", "json_schema": {
+                                                  "name": "c", "schema": _client_schema(i)}},
+                                              extra_headers={"x-use-cache": "false"})
+            text = "".join(c.choices[0].delta.content or "" for c in out if c.choices) if stream \
+                else out.choices[0].message.content
+            jsonschema.validate(json.loads(text), _client_schema(i))
+        elif kind == 1:
+            pattern = f"item-{i}-[0-9]{{3}}"
+            fmt = {"type": "regex", "value": pattern}
+            if stream:
+                text = "".join(c.choices[0].delta.content or "" for c in hf.chat_completion(
+                    messages=ask, response_format=fmt, stream=True, **common))
+            else:
+                text = hf.chat_completion(messages=ask, response_format=fmt, **common).choices[0].message.content
+            assert re.fullmatch(pattern, text), text
+        elif kind == 2:
+            out = oai.chat.completions.create(model="m", messages=ask, tools=MIXED_TOOLS, tool_choice="required",
+                                              **common)
+            call = out.choices[0].message.tool_calls[0]
+            assert call.function.name == "get_weather"
+            jsonschema.validate(json.loads(call.function.arguments), MIXED_TOOLS[0]["function"]["parameters"])
+        else:
+            out = oai.chat.completions.create(model="m", messages=ask, stream=stream, **common)
+            text = "".join(c.choices[0].delta.content or "" for c in out if c.choices) if stream \
+                else out.choices[0].message.content
+            assert text
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(one, range(16)))
+    finally:
+        done.set()
+        watcher.join()
+    assert max(peak) >= 8  # they generated side by side
+    server.wait_idle()
 
 
 def _raw_post(port: int, body: dict) -> socket.socket:
