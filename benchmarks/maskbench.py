@@ -303,6 +303,9 @@ def run_schema(engine: Any, hf_tokenizer: Any, record: dict[str, Any]) -> dict[s
         return {**result, "status": "compile_error", "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
     result["ttfm"] = time.perf_counter() - start
     masks: list[float] = result["masks"]
+    # Every test runs: a valid instance rejected early must not hide an invalid one accepted
+    # later (the worse error, reported first).
+    failures: dict[str, dict[str, Any]] = {}
     for index, test in enumerate(record.get("tests", [])):
         tokens = hf_tokenizer.encode(compact(test["data"]), add_special_tokens=False)
         matcher = engine.matcher(compiled)
@@ -319,7 +322,10 @@ def run_schema(engine: Any, hf_tokenizer: Any, record: dict[str, Any]) -> dict[s
                 break
         if accepted != bool(test["valid"]):
             status = "validation_error" if test["valid"] else "invalidation_error"
-            return {**result, "status": status, "test": index, "description": test.get("description", "")}
+            failures.setdefault(status, {"status": status, "test": index, "description": test.get("description", "")})
+    for status in ("invalidation_error", "validation_error"):
+        if status in failures:
+            return {**result, **failures[status]}
     return {**result, "status": "pass"}
 
 

@@ -68,26 +68,31 @@ TOOL_PROMPTS = ["Weather in Paris?", "Is it raining in Tokyo right now?", "Fligh
 CHAT_PROMPTS = ["Say hello in three languages.", "Name two rivers in Europe.", "What is a prime number?"]
 
 
-def mix(count: int, *, max_tokens: int, stream: bool, seed: int = 0) -> list[dict[str, Any]]:
-    """``count`` request bodies: half JSON, then regexes, tool calls and plain chat, shuffled."""
+KINDS = {"mixed": None, "json": 0, "plain": 7}
+
+
+def mix(count: int, *, max_tokens: int, stream: bool, seed: int = 0, only: str = "mixed") -> list[dict[str, Any]]:
+    """``count`` request bodies: half JSON, then regexes, tool calls and plain chat, shuffled
+    (``only``: "json" or "plain" for one kind)."""
     rng = random.Random(seed)
     bodies: list[dict[str, Any]] = []
     for i in range(count):
-        kind = i % 8
+        kind = i % 8 if KINDS[only] is None else KINDS[only]
+        turn = i // 8 if KINDS[only] is None else i  # which prompt of that kind
         if kind < 4:
-            case = SCHEMAS[(i // 8 * 4 + kind) % len(SCHEMAS)]
+            case = SCHEMAS[(turn * 4 + kind) % len(SCHEMAS)] if KINDS[only] is None else SCHEMAS[i % len(SCHEMAS)]
             body: dict[str, Any] = {"messages": [{"role": "user", "content": case["prompt"]}],
                                     "response_format": {"type": "json_schema", "json_schema": {
                                         "name": case["name"], "schema": case["schema"]}}}
         elif kind == 4:
-            prompt, pattern = REGEXES[i // 8 % len(REGEXES)]
+            prompt, pattern = REGEXES[turn % len(REGEXES)]
             body = {"messages": [{"role": "user", "content": prompt}],
                     "response_format": {"type": "regex", "value": pattern}}
         elif kind in (5, 6):
-            body = {"messages": [{"role": "user", "content": TOOL_PROMPTS[i // 8 % len(TOOL_PROMPTS)]}],
+            body = {"messages": [{"role": "user", "content": TOOL_PROMPTS[turn % len(TOOL_PROMPTS)]}],
                     "tools": TOOLS, "tool_choice": "required"}
         else:
-            body = {"messages": [{"role": "user", "content": CHAT_PROMPTS[i // 8 % len(CHAT_PROMPTS)]}]}
+            body = {"messages": [{"role": "user", "content": CHAT_PROMPTS[turn % len(CHAT_PROMPTS)]}]}
         body.update(max_tokens=max_tokens, temperature=0.7, seed=1000 + i, stream=stream)
         if stream:
             body["stream_options"] = {"include_usage": True}
@@ -122,6 +127,7 @@ class Server:
     process: subprocess.Popen[bytes]
     constrained: bool
     log: Path
+    model: str | None = None  # the `model` a request must name (transformers serve pins one)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -148,13 +154,14 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 600)
     raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
-def start(name: str, command: list[str], health: str, base: str, *, constrained: bool, env: dict[str, str]) -> Server:
+def start(name: str, command: list[str], health: str, base: str, *, constrained: bool, env: dict[str, str],
+          model: str | None = None) -> Server:
     log = Path(tempfile.mkstemp(prefix=f"throughput-{name}-", suffix=".log")[1])
     # Servers run at normal priority even though this (niced) process starts them.
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env,
                                preexec_fn=lambda: os.nice(-os.nice(0)) if os.geteuid() == 0 else None)
     wait_ready(health, process)
-    return Server(name, base, process, constrained, log)
+    return Server(name, base, process, constrained, log, model)
 
 
 def start_constrain(args: argparse.Namespace, threads: int) -> Server:
@@ -179,7 +186,7 @@ def start_transformers(threads: int) -> Server | str:
     command = [exe, "serve", str(folder), "--continuous-batching", "--port", str(port), "--host", "127.0.0.1",
                "--device", "cpu"]
     return start("transformers", command, f"http://127.0.0.1:{port}/health", f"http://127.0.0.1:{port}/v1",
-                 constrained=False, env=env)
+                 constrained=False, env=env, model=str(folder))
 
 
 def start_llama_server(clients: int, threads: int) -> Server | str:
@@ -260,6 +267,8 @@ async def run_clients(server: Server, clients: int, seconds: float, warmup: floa
             body = bodies[i % len(bodies)]
             if not server.constrained:
                 body = without_constraints(body)
+            if server.model:
+                body = {**body, "model": server.model}
             record = Record(sent=time.perf_counter())
             records.append(record)
             try:
@@ -360,6 +369,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="measurement window per client count")
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--mix", choices=sorted(KINDS), default="mixed",
+                        help="the request mix: all kinds, or only JSON schemas, or only plain chat")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--peers", default="transformers,llama-server", help="comma list, or 'none'")
@@ -372,7 +383,7 @@ def main() -> int:
     # The load generator shares the machine with the server under test: it yields the CPU first,
     # so that what is measured is the server (the same for every system).
     os.nice(args.client_nice)
-    bodies = mix(256, max_tokens=args.max_tokens, stream=True)
+    bodies = mix(256, max_tokens=args.max_tokens, stream=True, only=args.mix)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"args": vars(args), "runs": {}, "notes": []}

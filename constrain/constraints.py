@@ -164,7 +164,7 @@ def compile_constraint(
         try:
             raw_key = ("raw", json.dumps(response_format, ensure_ascii=False), whitespace, close_objects, allow_empty,
                        property_order)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):  # not JSON, or too deep: the checks below say why
             raw_key = None
     if raw_key is not None:
         with _lock:

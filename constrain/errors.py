@@ -5,7 +5,8 @@ The tree::
     ConstrainError                      500  base class; never raised directly
     ├── InvalidRequestError             400  a request field is malformed or out of range
     │   ├── InvalidSchemaError          400  a JSON Schema is not valid against its meta-schema
-    │   │   └── UnsatisfiableSchemaError 400 a valid schema that no value matches
+    │   │   ├── UnsatisfiableSchemaError 400 a valid schema that no value matches
+    │   │   └── SchemaLimitError        400  a schema deeper, larger or with bigger numbers than allowed
     │   ├── UnsupportedSchemaError      400  a valid schema uses a keyword we cannot enforce exactly
     │   ├── InvalidRegexError           400  a regex does not compile
     │   ├── InvalidGrammarError         400  a Lark grammar does not compile
@@ -63,6 +64,16 @@ class InvalidSchemaError(InvalidRequestError):
 
 class UnsatisfiableSchemaError(InvalidSchemaError):
     """A valid JSON Schema that no value matches (``false``, ``{"enum": []}``): nothing could be generated."""
+
+
+class SchemaLimitError(InvalidSchemaError):
+    """A schema passes one of constrain's limits (nesting depth, size, enum size, 64-bit integers):
+    ``limit`` names it, ``value`` is the bound."""
+
+    def __init__(self, message: str, *, limit: str, value: int | None = None, param: str | None = None) -> None:
+        super().__init__(message, param=param, code=f"limit_{limit}")
+        self.limit = limit
+        self.value = value
 
 
 class UnsupportedSchemaError(InvalidRequestError):

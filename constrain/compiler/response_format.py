@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from constrain.compiler.constraint import TEXT, Constraint, Whitespace
-from constrain.errors import InvalidRegexError, InvalidRequestError, InvalidSchemaError
+from constrain.errors import InvalidRegexError, InvalidRequestError, InvalidSchemaError, SchemaLimitError
 from constrain.schema import check_schema
 
 ANY_JSON_OBJECT: dict[str, Any] = {"type": "object"}
@@ -88,9 +88,15 @@ def parse_response_format(
 
 def _json_text(text: str, param: str) -> Any:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return json.loads(text, parse_constant=_not_json)
+    except (json.JSONDecodeError, ValueError) as exc:
         raise InvalidSchemaError(f"`{param}` is not valid JSON: {exc}", param=param) from None
+    except RecursionError:
+        raise SchemaLimitError(f"`{param}` is nested too deeply to be read", limit="depth", param=param) from None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _json(schema: Any, whitespace: Whitespace, close_objects: bool, param: str, name: str | None = None) -> Constraint:

@@ -11,6 +11,7 @@ import regex
 from jsonschema.exceptions import SchemaError, ValidationError
 
 from constrain.errors import InvalidSchemaError, UnsupportedSchemaError
+from constrain.schema.limits import check_limits
 from constrain.schema.patterns import ecma_to_engine, is_ecma_regex
 
 
@@ -132,6 +133,7 @@ def check_schema(schema: Any, *, param: str = "schema") -> Any:
         raise InvalidSchemaError(
             f"`{param}` must be a JSON Schema object (or boolean), got {type(schema).__name__}", param=param
         )
+    check_limits(schema, param=param)  # first: what follows walks the schema recursively
     if isinstance(schema, dict):
         if not isinstance(schema.get("$schema", ""), str):
             raise InvalidSchemaError(f"`{param}.$schema` must be a string", param=f"{param}.$schema")

@@ -64,6 +64,10 @@ def _flag(request: Request, name: str, default: bool) -> bool:
     raise InvalidRequestError(f"header `{name}` must be `true` or `false`, got {raw[:40]!r}", param=name)
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
+
 async def _read_json(request: Request, limit: int) -> dict[str, Any]:
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
@@ -79,9 +83,11 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
             )
         parts.append(part)
     try:
-        body = json.loads(b"".join(parts))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = json.loads(b"".join(parts), parse_constant=_not_json)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequestError("request body is nested too deeply to be read") from None
     if not isinstance(body, dict):
         raise InvalidRequestError(f"request body must be a JSON object, got {type(body).__name__}")
     return body

@@ -34,25 +34,25 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from constrain.decoding.runtimes.base import Feed, Runtime, StepLogits
 from constrain.decoding.runtimes.prefix import BLOCK, PrefixCache, block_digests
 
-# A sequence feeding more tokens than this in a step (a prompt) attends on its own.
-_SHORT = 16
+# A sequence feeding more tokens than this in a step (a prompt, a long forced run) attends on its
+# own: in the batched call every row is padded to the widest feed, so one prompt remainder of 13
+# tokens would make sixteen one-token rows compute thirteen queries each.
+_ALONE = 4
+# A feed this long is (part of) a prompt: its whole blocks go to the prefix cache.
+_PROMPT_FEED = 16
 _LAYOUT_KEYWORD = "constrain_layout"
 DEFAULT_PREFIX_CACHE_BYTES = 256 * 1024 * 1024
 _register_lock = threading.Lock()
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float | None,
-            softcap: float | None, causal: bool = False) -> torch.Tensor:
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float | None,
+            softcap: float | None) -> torch.Tensor:
     """Scaled dot-product attention; with a logit soft-cap (Gemma 2) written out."""
     if not softcap:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, is_causal=causal)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     scores = (q @ k.transpose(-1, -2)) * (scale if scale is not None else q.shape[-1] ** -0.5)
     scores = torch.tanh(scores / softcap) * softcap
-    if causal:
-        mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril(k.shape[-2] - q.shape[-2])
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return torch.softmax(scores, dim=-1) @ v
+    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1) @ v
 
 
 class _Layout:
@@ -114,18 +114,17 @@ class _Layout:
         out[self.q_index] = out_s[self.q_rows, self.q_cols]
         for row, offset, count, before in self.long:
             total = before + count
-            ql = q[offset : offset + count].transpose(0, 1)[None]  # [1, heads, count, dim]
-            kl = key[row, :, :total].repeat_interleave(rep, dim=0)[None]
-            vl = value[row, :, :total].repeat_interleave(rep, dim=0)[None]
-            mask = None
-            if before or window is not None:
-                cols = torch.arange(total, device=q.device)
-                last = torch.arange(before, total, device=q.device)[:, None]
-                mask = cols <= last
-                if window is not None:
-                    mask &= cols > last - window
-            ol = _attend(ql, kl, vl, mask, scale, softcap, causal=mask is None)
-            out[offset : offset + count] = ol[0].transpose(0, 1)
+            # Grouped by key/value head as above: [1, kv_heads, rep * count, dim], no copied cache.
+            ql = q[offset : offset + count].transpose(0, 1).reshape(1, kv_heads, rep * count, dim)
+            cols = torch.arange(total, device=q.device)
+            last = torch.arange(before, total, device=q.device)[:, None]
+            mask = cols <= last
+            if window is not None:
+                mask &= cols > last - window
+            mask = mask[None].expand(rep, count, total).reshape(1, 1, rep * count, total)
+            ol = _attend(ql, key[row : row + 1, :, :total], value[row : row + 1, :, :total], mask, scale, softcap)
+            out[offset : offset + count] = ol.reshape(kv_heads, rep, count, dim).permute(2, 0, 1, 3).reshape(
+                count, heads, dim)
         return out[None]
 
 
@@ -379,7 +378,7 @@ class TransformersRuntime(Runtime):
             row = self._row_of[feed.seq_id]
             state = self._rows[row]
             state.tokens.extend(feed.tokens)
-            if len(feed.tokens) <= _SHORT or self.prefixes.capacity_bytes <= 0:
+            if len(feed.tokens) <= _PROMPT_FEED or self.prefixes.capacity_bytes <= 0:
                 continue
             self.prefixes.misses += len(feed.tokens)
             previous = state.digests[-1] if state.digests else b""
@@ -409,7 +408,7 @@ class TransformersRuntime(Runtime):
             count, before = len(feed.tokens), self._rows[row].length
             write_rows.extend([row] * count)
             write_cols.extend(range(before, before + count))
-            if count > _SHORT:
+            if count > _ALONE:
                 long.append((row, offset, count, before))
             else:
                 q_rows.extend([row] * count)

@@ -1,0 +1,61 @@
+"""Bounds on a user's schema: nesting depth, size, enum sizes, numbers the engine can represent.
+
+Checked once, before anything walks the schema recursively (the meta-schema check, the
+normaliser, the engine), with a walk that is itself iterative: a hostile schema fails in
+milliseconds with an error naming the limit and the JSON pointer where it was hit, instead of
+a ``RecursionError``, an engine's raw message, or minutes of compiling.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from constrain.errors import SchemaLimitError
+
+MAX_DEPTH = 64  # JSON values nested in the schema (objects and arrays)
+MAX_VALUES = 200_000  # JSON values in the whole schema
+MAX_ENUM = 4_096  # values of one `enum`
+MAX_INTEGER = 2**63 - 1  # the engine reads integers as 64-bit values
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def check_limits(schema: Any, *, param: str) -> None:
+    """Raise SchemaLimitError (400, ``param`` + the pointer) where ``schema`` passes a limit."""
+    stack: list[tuple[Any, str, int]] = [(schema, "", 0)]
+    seen = 0
+    while stack:
+        value, pointer, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise _error(param, pointer, "values", MAX_VALUES, f"has more than {MAX_VALUES} JSON values")
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            continue
+        if isinstance(value, int):
+            if abs(value) > MAX_INTEGER:
+                raise _error(param, pointer, "integer", MAX_INTEGER,
+                             f"holds the integer {str(value)[:40]}{'...' if len(str(value)) > 40 else ''}, "
+                             "beyond 64 bits (the engine's integers)")
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise _error(param, pointer, "number", None, f"holds {value}, which is not a JSON number")
+            continue
+        if depth >= MAX_DEPTH:
+            raise _error(param, pointer, "depth", MAX_DEPTH, f"is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            enum = value.get("enum")
+            if isinstance(enum, list) and len(enum) > MAX_ENUM:
+                raise _error(param, f"{pointer}/enum", "enum", MAX_ENUM,
+                             f"has {len(enum)} values; at most {MAX_ENUM} are accepted")
+            stack.extend((sub, f"{pointer}/{_escape(str(key))}", depth + 1) for key, sub in value.items())
+        elif isinstance(value, list):
+            stack.extend((sub, f"{pointer}/{index}", depth + 1) for index, sub in enumerate(value))
+
+
+def _error(param: str, pointer: str, limit: str, value: int | None, what: str) -> SchemaLimitError:
+    return SchemaLimitError(f"`{param}` {what} (at {pointer or '/'})", limit=limit, value=value,
+                            param=param + pointer.replace("/", "."))
