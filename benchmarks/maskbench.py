@@ -149,8 +149,9 @@ class LLGuidanceRun:
 
             # The language itself is measured: a schema that admits nothing compiles to a matcher
             # that allows nothing (generation refuses such a schema with a 400 instead).
+            # The harness has its own per-schema timeout (--timeout), so no compile deadline here.
             return compile_constraint({"type": "json", "value": schema}, self.hf, allow_empty=True,
-                                      property_order=self.property_order)
+                                      property_order=self.property_order, compile_timeout_s=None)
         import llguidance
 
         grammar = llguidance.LLMatcher.grammar_from_json_schema(

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
 from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.errors import ConstrainError, InvalidRequestError
 
@@ -98,7 +99,7 @@ def _batch(args: argparse.Namespace) -> int:
     if not Path(args.input).is_file():
         raise InvalidRequestError(f"input file {args.input} does not exist", param="input")
     model = constrain.load(args.model, engine=args.engine, property_order="any" if args.any_order else "schema",
-                           max_batch=args.max_batch)
+                           max_batch=args.max_batch, compile_timeout_s=args.compile_timeout)
     try:
         summary = run_file(model, args.input, args.output, progress=not args.no_progress,
                            default_max_tokens=args.max_tokens_limit)
@@ -124,6 +125,8 @@ def _model_options(parser: argparse.ArgumentParser, *, batching: bool) -> None:
     if batching:
         parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
                             help="requests generated together in one forward pass")
+        parser.add_argument("--compile-timeout", type=float, default=DEFAULT_COMPILE_TIMEOUT_S, metavar="SECONDS",
+                            help="how long compiling one request's schema, regex or tools may take (then a 400)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted (and the default)")
     serve.add_argument("--max-request-bytes", type=int, default=4 * 1024 * 1024, help="larger bodies get 413")
     serve.add_argument("--cache-size", type=int, default=256, help="cached deterministic answers (0: off)")
+    serve.add_argument("--max-compiles", type=int, default=None,
+                       help="compiles running at once (default: half the CPU cores); more wait, until their deadline")
     serve.set_defaults(func=_serve)
 
     batch = sub.add_parser("batch", help="answer an OpenAI Batch API file (JSONL), resumable")

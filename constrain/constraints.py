@@ -17,6 +17,7 @@ from typing import Any
 
 from constrain.compiler import Constraint, PropertyOrder, Whitespace, parse_response_format
 from constrain.compiler.regex import to_engine_regex
+from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S, compile_deadline, run_bounded
 from constrain.engines import (
     CompiledGrammar,
     EmptyGrammar,
@@ -26,7 +27,14 @@ from constrain.engines import (
     Matcher,
     create_engine,
 )
-from constrain.errors import ConstrainError, GenerationError, InvalidRequestError, UnsatisfiableSchemaError
+from constrain.errors import (
+    CompileTimeoutError,
+    ConstrainError,
+    GenerationError,
+    InvalidRequestError,
+    SchemaLimitError,
+    UnsatisfiableSchemaError,
+)
 from constrain.schema import normalize_with_rules, validate_instance
 
 _CACHE_SIZE = 512
@@ -125,6 +133,7 @@ def compile_constraint(
     vocab_size: int | None = None,
     allow_empty: bool = False,
     property_order: PropertyOrder = "schema",
+    compile_timeout_s: float | None = DEFAULT_COMPILE_TIMEOUT_S,
 ) -> CompiledConstraint:
     """Compile a ``response_format`` (any accepted dialect, a pydantic class, or a Constraint).
 
@@ -148,6 +157,9 @@ def compile_constraint(
         every engine writes them; a ``reasoning`` key before ``answer`` is generated first).
         "any": every key order is accepted, still exactly (no repeated key, no missing required
         one), wherever one subschema governs the object; elsewhere the schema's order stays.
+    compile_timeout_s : float | None, default: 2.0
+        A compile that misses the cache ends by then (CompileTimeoutError, a 400) instead of
+        running on; None: no deadline of its own (a caller's deadline, if any, still holds).
 
     Raises
     ------
@@ -171,36 +183,53 @@ def compile_constraint(
             hit = _compiled[(engine, id(tokenizer))].get(raw_key)
         if hit is not None:
             return hit  # type: ignore[return-value]
-    if isinstance(response_format, Constraint):
-        constraint = response_format
-    else:
-        constraint = parse_response_format(response_format, whitespace=whitespace, close_objects=close_objects)
-    if property_order != constraint.property_order and constraint.kind == "json":
-        constraint = dataclasses.replace(constraint, property_order=property_order)
-    cache = _compiled[(engine, id(tokenizer))]
-    if constraint.kind == "text":
-        return CompiledConstraint(constraint, eng, None)
-    with _lock:
-        grammar = cache.get(constraint.key)
-        if grammar is not None:
-            cache.move_to_end(constraint.key)
-    if grammar is None:
-        try:
-            grammar = eng.compile(engine_grammar(constraint))
-        except UnsatisfiableSchemaError:
-            if not allow_empty:
-                raise
-            return CompiledConstraint(constraint, eng, EmptyGrammar())  # not cached: rare, and cheap to redo
-        except ConstrainError as exc:
-            if exc.param is None:
-                exc.param = "response_format"
-            raise
+    try:
+        with compile_deadline(compile_timeout_s):
+            compiled = run_bounded(lambda: _compile(response_format, eng, engine, tokenizer, whitespace=whitespace,
+                                                    close_objects=close_objects, allow_empty=allow_empty,
+                                                    property_order=property_order))
+    except CompileTimeoutError as exc:
+        exc.param = exc.param or "response_format"
+        raise
+    if raw_key is not None and compiled.grammar is not None and not isinstance(compiled.grammar, EmptyGrammar):
         with _lock:
-            cache[constraint.key] = grammar
-            if len(cache) > _CACHE_SIZE:
-                cache.popitem(last=False)
-    compiled = CompiledConstraint(constraint, eng, grammar)
-    if raw_key is not None:
-        with _lock:
-            cache[raw_key] = compiled  # type: ignore[assignment]
+            _compiled[(engine, id(tokenizer))][raw_key] = compiled  # type: ignore[assignment]
     return compiled
+
+
+def _compile(response_format: Any, eng: Engine, engine: str, tokenizer: Any, *, whitespace: Whitespace,
+             close_objects: bool, allow_empty: bool, property_order: PropertyOrder) -> CompiledConstraint:
+    """Parse, normalise and compile one constraint that missed the raw-text cache."""
+    try:
+        if isinstance(response_format, Constraint):
+            constraint = response_format
+        else:
+            constraint = parse_response_format(response_format, whitespace=whitespace, close_objects=close_objects)
+        if property_order != constraint.property_order and constraint.kind == "json":
+            constraint = dataclasses.replace(constraint, property_order=property_order)
+        cache = _compiled[(engine, id(tokenizer))]
+        if constraint.kind == "text":
+            return CompiledConstraint(constraint, eng, None)
+        with _lock:
+            grammar = cache.get(constraint.key)
+            if grammar is not None:
+                cache.move_to_end(constraint.key)
+        if grammar is None:
+            try:
+                grammar = eng.compile(engine_grammar(constraint))
+            except UnsatisfiableSchemaError:
+                if not allow_empty:
+                    raise
+                return CompiledConstraint(constraint, eng, EmptyGrammar())  # not cached: rare, and cheap to redo
+            except ConstrainError as exc:
+                if exc.param is None:
+                    exc.param = "response_format"
+                raise
+            with _lock:
+                cache[constraint.key] = grammar
+                if len(cache) > _CACHE_SIZE:
+                    cache.popitem(last=False)
+    except RecursionError:  # nesting the static limits allow, multiplied through `$ref`s
+        raise SchemaLimitError("`response_format` nests too deeply (through its `$ref`s) to be compiled",
+                               limit="depth", param="response_format") from None
+    return CompiledConstraint(constraint, eng, grammar)

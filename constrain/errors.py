@@ -7,6 +7,7 @@ The tree::
     │   ├── InvalidSchemaError          400  a JSON Schema is not valid against its meta-schema
     │   │   ├── UnsatisfiableSchemaError 400 a valid schema that no value matches
     │   │   └── SchemaLimitError        400  a schema deeper, larger or with bigger numbers than allowed
+    │   ├── CompileTimeoutError         400  a constraint took longer to compile than its deadline
     │   ├── UnsupportedSchemaError      400  a valid schema uses a keyword we cannot enforce exactly
     │   ├── InvalidRegexError           400  a regex does not compile
     │   ├── InvalidGrammarError         400  a Lark grammar does not compile
@@ -74,6 +75,15 @@ class SchemaLimitError(InvalidSchemaError):
         super().__init__(message, param=param, code=f"limit_{limit}")
         self.limit = limit
         self.value = value
+
+
+class CompileTimeoutError(InvalidRequestError):
+    """Compiling a constraint passed its deadline (``compile_timeout_s``): the schema, regex or
+    grammar is too complex to compile in time; ``seconds`` is the deadline."""
+
+    def __init__(self, message: str, *, seconds: float, param: str | None = None) -> None:
+        super().__init__(message, param=param, code="compile_timeout")
+        self.seconds = seconds
 
 
 class UnsupportedSchemaError(InvalidRequestError):

@@ -17,6 +17,7 @@ import torch
 
 from constrain.compiler import PropertyOrder, Whitespace
 from constrain.constraints import CompiledConstraint, compile_constraint
+from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S, compile_deadline
 from constrain.decoding import DEFAULT_MAX_BATCH, DecodingCore, SequenceHandle, Step
 from constrain.decoding.runtimes.transformers import TransformersRuntime
 from constrain.errors import ConstrainError, InvalidRequestError
@@ -50,6 +51,7 @@ class Model:
         tool_call_bias: float = 0.0,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_queue: int | None = None,
+        compile_timeout_s: float | None = DEFAULT_COMPILE_TIMEOUT_S,
     ) -> None:
         self.name = name
         self.hf_model = hf_model
@@ -66,7 +68,7 @@ class Model:
         self.eos_token_ids = self._eos_ids()
         self.planner = Planner(tokenizer=tokenizer, vocab_size=self.vocab_size, engine=engine, whitespace=whitespace,
                                close_objects=close_objects, property_order=property_order,
-                               tool_call_bias=tool_call_bias)
+                               tool_call_bias=tool_call_bias, compile_timeout_s=compile_timeout_s)
         # Compile once now: converts the vocabulary for the engine and fails early if it can't.
         compile_constraint({"type": "json_object"}, tokenizer, engine=engine, vocab_size=self.vocab_size)
         self.runtime = TransformersRuntime(hf_model)
@@ -110,10 +112,15 @@ class Model:
 
     def prepare(self, fields: dict[str, Any] | ChatCompletionRequest, *,
                 default_max_tokens: int | None = None) -> PreparedRequest:
-        """Validate, plan and tokenize a request (once); raises an error naming the field."""
-        return prepare(self.planner, fields, context_length=self.context_length, model_name=self.name,
-                       fingerprint=self.system_fingerprint, logprobs_mode=self.logprobs_mode,
-                       default_max_tokens=default_max_tokens)
+        """Validate, plan and tokenize a request (once); raises an error naming the field.
+
+        All of its compiles together (response_format, every tool) end by the model's
+        ``compile_timeout_s`` (CompileTimeoutError).
+        """
+        with compile_deadline(self.planner.compile_timeout_s):
+            return prepare(self.planner, fields, context_length=self.context_length, model_name=self.name,
+                           fingerprint=self.system_fingerprint, logprobs_mode=self.logprobs_mode,
+                           default_max_tokens=default_max_tokens)
 
     def submit(self, prepared: PreparedRequest, *, max_queue: int | None = None) -> SequenceHandle:
         """Queue a prepared request in the batch (once; later calls return its handle).
@@ -233,6 +240,7 @@ def load(
     logprobs_mode: LogprobsMode = "sampled",
     tool_call_bias: float | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
+    compile_timeout_s: float | None = DEFAULT_COMPILE_TIMEOUT_S,
 ) -> Model:
     """Load a model. ``None``: the embedded SmolLM2-135M-Instruct; else a local HF folder or a .gguf file.
 
@@ -241,6 +249,7 @@ def load(
     ``tool_call_bias``: the default of the request field of that name (None: +3 for the
     embedded model, which otherwise never opens a call under "auto"; 0 for others).
     ``max_batch``: sequences generated together in one forward pass; more wait their turn.
+    ``compile_timeout_s``: how long compiling one request's constraints may take (None: no limit).
     The first load of a GGUF converts it (seconds, with a progress bar) and caches the result
     under ``CONSTRAIN_CACHE_DIR`` (default: the user cache dir); later loads read the cache.
     """
@@ -260,4 +269,5 @@ def load(
             EMBEDDED_TOOL_CALL_BIAS if model is None else 0.0
         ),
         max_batch=max_batch,
+        compile_timeout_s=compile_timeout_s,
     )

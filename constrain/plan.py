@@ -11,6 +11,7 @@ from typing import Any
 
 from constrain.compiler import PropertyOrder, Whitespace
 from constrain.constraints import CompiledConstraint, compile_constraint
+from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
 from constrain.output import OutputParser
 
 
@@ -36,12 +37,14 @@ class Planner:
     close_objects: bool = False
     property_order: PropertyOrder = "schema"
     tool_call_bias: float = 0.0
+    compile_timeout_s: float | None = DEFAULT_COMPILE_TIMEOUT_S
 
     def compile(self, response_format: Any, **options: Any) -> CompiledConstraint:
         """Compile a response_format for this tokenizer with these settings (cached)."""
         options.setdefault("whitespace", self.whitespace)
         options.setdefault("close_objects", self.close_objects)
         options.setdefault("property_order", self.property_order)
+        options.setdefault("compile_timeout_s", self.compile_timeout_s)
         return compile_constraint(
             response_format, self.tokenizer, engine=self.engine, vocab_size=self.vocab_size, **options
         )

@@ -18,7 +18,29 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+def _lone_surrogate(fields: Any) -> str | None:
+    """The dotted path of the first string holding a lone UTF-16 surrogate (``"\\ud800"`` in
+    JSON): no tokenizer can encode it. Iterative: bodies may nest deeply."""
+    stack: list[tuple[Any, str]] = [(fields, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return path or "body"
+        elif isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
+            stack.extend((k, path or "body") for k in value if isinstance(k, str))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}.{i}") for i, v in enumerate(value))
+    return None
+
+
 def parse_request(fields: dict[str, Any]) -> ChatCompletionRequest:
+    where = _lone_surrogate(fields)
+    if where is not None:
+        raise InvalidRequestError(f"`{where}` holds a lone UTF-16 surrogate, which is not text", param=where)
     try:
         return ChatCompletionRequest.model_validate(fields)
     except ValidationError as exc:

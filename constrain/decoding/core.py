@@ -40,7 +40,7 @@ from constrain.decoding.sampling import greedy_tokens, mask_logits, unpack_bitma
 from constrain.decoding.sequence import DecodeJob, Sequence
 from constrain.decoding.steps import DecodeStats, Step
 from constrain.engines.batch import BatchFiller
-from constrain.errors import GenerationError, InvalidRequestError, OverloadedError
+from constrain.errors import ConstrainError, GenerationError, InvalidRequestError, OverloadedError
 
 # Measured with benchmarks/throughput.py on a 2-core CPU (RESULTS.md): aggregate tokens/s
 # still grows up to this many rows; more rows cost latency for little throughput.
@@ -119,6 +119,7 @@ class DecodingCore:
         self.prefill_tokens = max(1, prefill_tokens)
         self.stats = CoreStats()
         self._filler = BatchFiller(mask_threads)
+        self._fill_errors: dict[int, Exception] = {}  # rows whose mask fill failed, this step
         self._timing = _MaskTiming(runtime.device)
         self._worker: ThreadPoolExecutor | None = None
         self._bitmask: np.ndarray | None = None
@@ -143,6 +144,9 @@ class DecodingCore:
         """
         stats = stats if stats is not None else DecodeStats()
         limit = max_waiting if max_waiting is not None else self.max_waiting
+        # Built before taking the lock: the decoding loop never waits for a new row's matcher.
+        seq = Sequence(job, tokenizer=self.tokenizer, eos_token_ids=self.eos_token_ids, emit=lambda step: None,
+                       stats=stats)
         with self._lock:
             if self._closed:
                 raise GenerationError("the model has been closed")
@@ -156,9 +160,7 @@ class DecodingCore:
                     )
             ticket = next(self._tickets)
             handle = SequenceHandle(ticket, stats, self._cancel)
-            seq = Sequence(job, tokenizer=self.tokenizer, eos_token_ids=self.eos_token_ids,
-                           emit=handle.put, stats=stats)
-            seq.handle = handle
+            seq.bind(handle)
             self._by_handle[id(handle)] = seq
             self._waiting.append(seq)
             self.stats.admitted += 1
@@ -265,7 +267,7 @@ class DecodingCore:
             return bool(action(*args))
         except Exception as exc:
             seq.done = True
-            error = exc if isinstance(exc, GenerationError) else GenerationError(f"{type(exc).__name__}: {exc}")
+            error = exc if isinstance(exc, ConstrainError) else GenerationError(f"{type(exc).__name__}: {exc}")
             seq.handle.put(error)
             return False
 
@@ -319,6 +321,7 @@ class DecodingCore:
         bitmask = self._bitmask_rows(len(feeds), words)
         bitmask[: len(feeds)] = -1
         jobs = [(seq.matcher, i) for i, seq in sampling if seq.needs_mask]
+        self._fill_errors = {}
         fill: Future[None] | None = None
         if jobs:
             if self._timing.overlap:
@@ -342,7 +345,7 @@ class DecodingCore:
 
     def _fill(self, jobs: list[tuple[Any, int]], bitmask: np.ndarray) -> None:
         started = time.perf_counter()
-        self._filler.fill(jobs, bitmask)
+        self._fill_errors = self._filler.fill(jobs, bitmask)
         self._timing.last_s = time.perf_counter() - started
 
     def _sample(self, sampling: list[tuple[int, Sequence]], logits: torch.Tensor,
@@ -361,14 +364,21 @@ class DecodingCore:
             return
         allowed = unpack_bitmasks(bitmask[index], last.shape[1], last.device)
         for k in alive:
-            seq = sampling[k][1]
+            row_index, seq = sampling[k]
             if not seq.needs_mask:
+                continue
+            if row_index in self._fill_errors:
+                self._guard(seq, _raise, self._fill_errors[row_index])
                 continue
             if not bool(allowed[k, : seq.vocab_size].any()):
                 self._guard(seq, _raise, GenerationError("the constraint allows no token here (engine dead end)"))
                 continue
             row = allowed[k]
-            narrowed = seq.narrow(row, last[k])
+            try:
+                narrowed = seq.narrow(row, last[k])
+            except Exception as exc:  # this row's closer or matcher failed: end this row only
+                self._guard(seq, _raise, exc)
+                continue
             if narrowed is not row:
                 allowed[k] = narrowed
         mask_logits(last, allowed)

@@ -21,7 +21,7 @@ from constrain.decoding.budget import BudgetCloser
 from constrain.decoding.detokenizer import Detokenizer
 from constrain.decoding.sampling import SamplingParams, apply_penalties, make_generator, sample
 from constrain.decoding.steps import DecodeStats, Step, TokenLogprob
-from constrain.errors import GenerationError
+from constrain.errors import GenerationError, SchemaLimitError
 from constrain.types import FinishReason
 
 
@@ -77,6 +77,11 @@ class Sequence:
         self.done = False
         self.handle: Any = None  # the caller's side, set by the core
 
+    def bind(self, handle: Any) -> None:
+        """Send this row's steps to ``handle`` (the caller's side)."""
+        self.handle = handle
+        self._emit = handle.put
+
     # ------------------------------------------------------------------ emission
 
     @property
@@ -123,7 +128,12 @@ class Sequence:
 
     def _check(self, ok: bool, what: str) -> None:
         if not ok or (self.matcher is not None and self.matcher.error()):
-            raise GenerationError(f"the engine rejected {what}: {self.matcher.error() if self.matcher else ''}")
+            message = self.matcher.error() if self.matcher else ""
+            if getattr(self.matcher, "hit_limit", lambda: False)():
+                raise SchemaLimitError(
+                    f"the constraint is too complex for the engine at this point of the output ({message})",
+                    limit="engine", param="response_format")
+            raise GenerationError(f"the engine rejected {what}: {message}")
 
     # ------------------------------------------------------------------ the step, in order
 

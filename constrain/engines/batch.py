@@ -9,6 +9,7 @@ same call and their rules applied after; other engines' matchers are filled one 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import llguidance
 import llguidance.numpy
@@ -26,7 +27,10 @@ class BatchFiller:
         self.threads = max(1, threads or os.cpu_count() or 1)
         self._executor: llguidance.LLExecutor | None = None
 
-    def fill(self, rows: list[tuple[Matcher, int]], bitmask: np.ndarray) -> None:
+    def fill(self, rows: list[tuple[Matcher, int]], bitmask: np.ndarray) -> dict[int, Exception]:
+        """Fill the rows; returns the rows whose matcher failed (their mask allows nothing), so
+        that one sequence's failure ends that sequence only."""
+        failed: dict[int, Exception] = {}
         native: list[tuple[llguidance.LLMatcher, int]] = []
         rules: list[tuple[RulesMatcher, int]] = []
         for matcher, row in rows:
@@ -36,7 +40,7 @@ class BatchFiller:
                 native.append((matcher.inner.native, row))
                 rules.append((matcher, row))
             else:
-                matcher.fill_bitmask(bitmask[row])
+                _guarded(matcher.fill_bitmask, bitmask, row, failed)
         if len(native) == 1:
             only, row = native[0]
             view = bitmask[row]
@@ -46,4 +50,13 @@ class BatchFiller:
                 self._executor = llguidance.LLExecutor(num_threads=self.threads)
             llguidance.numpy.fill_next_token_bitmask_par(self._executor, native, bitmask)
         for matcher, row in rules:
-            matcher.restrict(bitmask[row])
+            _guarded(matcher.restrict, bitmask, row, failed)
+        return failed
+
+
+def _guarded(fill: Any, bitmask: np.ndarray, row: int, failed: dict[int, Exception]) -> None:
+    try:
+        fill(bitmask[row])
+    except Exception as exc:
+        bitmask[row] = 0
+        failed[row] = exc

@@ -208,6 +208,8 @@ class _Scanner:
                 else:
                     frame.object_rule = next((r for p, r in self.object_rules if matches(p, path)), None)
                 self.stack.append(frame)
+            elif ch in "]}" and not self.stack or ch in ",:" and not self.stack:
+                return False  # nothing open to close or continue: not a value this scanner can follow
             elif ch in "]}":
                 closed = self.stack.pop()
                 if closed.rule and closed.rule.contains is not None and closed.count < closed.rule.min_contains:
@@ -339,6 +341,7 @@ class RulesMatcher:
     def consume(self, token_id: int) -> bool:
         if token_id < len(self.token_bytes) and not self.scanner.feed(self.token_bytes[token_id]):
             self._error = "the token would break an array's uniqueItems or contains rule, repeat a key or close an object too soon"
+            self._refeed(self.tokens)  # the refused token was partly scanned: back to before it
             return False
         self.tokens.append(token_id)
         return self.inner.consume(token_id)
@@ -357,14 +360,20 @@ class RulesMatcher:
 
     def rollback(self, num_tokens: int) -> None:
         self.inner.rollback(num_tokens)
-        kept = self.tokens[: len(self.tokens) - num_tokens]
+        self._refeed(self.tokens[: len(self.tokens) - num_tokens])
+
+    def _refeed(self, tokens: list[int]) -> None:
+        """A fresh scanner over ``tokens``: the state after exactly those tokens."""
         self.scanner, self.tokens = _Scanner(self.rules), []
-        for token in kept:
+        for token in tokens:
             self.scanner.feed(self.token_bytes[token])
             self.tokens.append(token)
 
     def error(self) -> str | None:
         return self._error or self.inner.error()
+
+    def hit_limit(self) -> bool:
+        return self._error is None and bool(getattr(self.inner, "hit_limit", lambda: False)())
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from constrain.deadline import check_deadline
+from constrain.errors import CompileTimeoutError
 from constrain.schema import arrays, objects, scalars
 from constrain.schema.flat import (
     ALL_KINDS,
@@ -44,6 +46,7 @@ class Algebra:
     def product(self, a: Dnf, b: Dnf, pointer: str) -> Dnf:
         out: Dnf = []
         for x in a:
+            check_deadline()
             for y in b:
                 out.extend(self.merge(x, y, pointer))
                 if len(out) > MAX_BRANCHES:
@@ -78,6 +81,10 @@ class Algebra:
             return self.product(self.deref(a, pointer), [b], pointer)
         if "$ref" in b:
             return self.product([a], self.deref(b, pointer), pointer)
+        if set(a) == {"enum"} and set(b) == {"enum"} and _scalars(a["enum"]) and _scalars(b["enum"]):
+            kept = {_key(v) for v in b["enum"]}
+            values = [v for v in a["enum"] if _key(v) in kept]
+            return [{"enum": values}] if values else []
         if "enum" in a or "enum" in b:
             listed, other = (a, b) if "enum" in a else (b, a)
             values = [v for v in listed["enum"] if self.valid(v, other)]
@@ -200,6 +207,8 @@ class Algebra:
     def disjoint(self, a: Dnf, b: Dnf, pointer: str) -> bool:
         try:
             return all(not self.merge(x, y, pointer) for x in a for y in b)
+        except CompileTimeoutError:
+            raise
         except Exception:  # undecidable here (for example a recursive $ref): assume they overlap
             return False
 
@@ -207,8 +216,12 @@ class Algebra:
         """``context AND oneOf(branches)`` (the branches' properties first when the document says so)."""
         scoped = [self.product(b, context, pointer) if branches_first else self.product(context, b, pointer)
                   for b in branches]
+        only_values = _one_of_values(scoped)
+        if only_values is not None:
+            return only_values
         out: Dnf = []
         for i, term in enumerate(scoped):
+            check_deadline()
             for j, other in enumerate(scoped):
                 if i == j or not term:
                     continue
@@ -216,6 +229,8 @@ class Algebra:
                     try:
                         within = self.kinds(term)
                         term = self.product(term, self.negate(branches[j], pointer, within), pointer)
+                    except CompileTimeoutError:
+                        raise
                     except Exception as exc:
                         raise unsupported(
                             f"oneOf branches {i} and {j} may both match, and branch {j} has no exact complement "
@@ -227,6 +242,8 @@ class Algebra:
         yes = self.product(self.product(context, cond, pointer), then, pointer)
         try:
             opposite = self.negate(cond, pointer, self.kinds(context))
+        except CompileTimeoutError:
+            raise
         except Exception as exc:
             raise unsupported(f"the `if` condition has no exact complement ({getattr(exc, 'message', exc)})", "if",
                               pointer) from None
@@ -244,6 +261,40 @@ def _value_kind(value: Any) -> str:
     if isinstance(value, float):
         return "float"
     return {dict: "object", list: "array", str: "string"}[type(value)]
+
+
+def _scalars(values: list[Any]) -> bool:
+    return all(v is None or isinstance(v, str | int | float) for v in values)
+
+
+def _key(value: Any) -> tuple[str, Any]:
+    """A scalar's identity under JSON Schema equality: 1 equals 1.0, true is not 1."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    return (type(value).__name__, value)
+
+
+def _one_of_values(scoped: list[Dnf]) -> Dnf | None:
+    """``oneOf`` of branches that only list scalar values: the values exactly one branch lists,
+    in one pass (the pairwise path below is quadratic in the branches). None otherwise."""
+    if not scoped or not all(len(t) <= 1 and all(set(f) == {"enum"} and _scalars(f["enum"]) for f in t)
+                             for t in scoped):
+        return None
+    counts: dict[tuple[str, Any], int] = {}
+    for term in scoped:
+        for key in {_key(v) for f in term for v in f["enum"]}:
+            counts[key] = counts.get(key, 0) + 1
+    values: list[Any] = []
+    seen: set[tuple[str, Any]] = set()
+    for term in scoped:
+        for value in (v for f in term for v in f["enum"]):
+            key = _key(value)
+            if counts[key] == 1 and key not in seen:
+                seen.add(key)
+                values.append(value)
+    return [{"enum": values}] if values else []
 
 
 def _dedupe(dnf: Dnf) -> Dnf:

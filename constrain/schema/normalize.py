@@ -25,7 +25,13 @@ from urllib.parse import urljoin
 
 import jsonschema
 
-from constrain.errors import InvalidSchemaError, UnsatisfiableSchemaError, UnsupportedSchemaError
+from constrain.deadline import check_deadline
+from constrain.errors import (
+    InvalidSchemaError,
+    SchemaLimitError,
+    UnsatisfiableSchemaError,
+    UnsupportedSchemaError,
+)
 from constrain.schema import arrays, objects, order, scalars
 from constrain.schema.combinators import Algebra
 from constrain.schema.dialects import DRAFT2019, at_least, dialect_of, upgrade
@@ -41,6 +47,7 @@ from constrain.schema.flat import (
     to_node,
     unsupported,
 )
+from constrain.schema.limits import MAX_REF_DEPTH
 from constrain.schema.order import PropertyOrder
 from constrain.schema.patterns import ecma_to_engine
 from constrain.schema.refs import ROOT_URI, RefIndex, escape
@@ -153,6 +160,7 @@ class Normalizer:
         dnf = self.norm(self.root, ROOT_URI, "")
         if not dnf:
             raise UnsatisfiableSchemaError("the schema admits no value (it is unsatisfiable)")
+        self._refuse_ref_cycles()
         node = to_node(dnf)
         used = self._reachable(node)
         if used:
@@ -166,6 +174,7 @@ class Normalizer:
 
     def norm(self, node: Any, base: str, pointer: str) -> Dnf:
         """The Dnf of the subschema ``node``, read against base URI ``base``."""
+        check_deadline()
         if node is True:
             return [{}]
         if node is False:
@@ -343,6 +352,11 @@ class Normalizer:
         key = (target.base, id(target.node))
         name = self.names.get(key)
         if name is None:
+            if len(self.pending) >= MAX_REF_DEPTH:
+                raise SchemaLimitError(
+                    f"`$ref`s at {pointer or '/'} lead through more than {MAX_REF_DEPTH} references in a row",
+                    limit="ref_depth", value=MAX_REF_DEPTH,
+                )
             name = f"n{len(self.names)}"
             self.names[key] = name
             self.pending.add(name)
@@ -353,6 +367,24 @@ class Normalizer:
         if name not in self.pending and _small(self.defs[name]):
             return copy.deepcopy(self.defs[name])
         return [{"$ref": f"#/$defs/{name}"}]
+
+    def _refuse_ref_cycles(self) -> None:
+        """``$ref``s that lead back to themselves with no keyword between (``{"$ref": "#"}``,
+        a -> b -> a) define nothing: a validator would recurse forever and a grammar would
+        never produce a value. Refused here instead of generating from an empty language."""
+        aliases = {name: [f["$ref"].rsplit("/", 1)[-1] for f in dnf] for name, dnf in self.defs.items()
+                   if dnf and all(set(f) == {"$ref"} for f in dnf)}
+        for start in aliases:
+            seen, stack = set(), list(aliases[start])
+            while stack:
+                name = stack.pop()
+                if name == start:
+                    raise UnsatisfiableSchemaError(
+                        "the schema's `$ref`s refer to each other with no keyword between them: no value can match",
+                    )
+                if name in aliases and name not in seen:
+                    seen.add(name)
+                    stack.extend(aliases[name])
 
     def _deref(self, flat: Flat, pointer: str) -> Dnf:
         name = flat["$ref"].rsplit("/", 1)[-1]

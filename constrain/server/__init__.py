@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
 from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.server.app import create_app
 
@@ -46,6 +47,8 @@ def serve(args: Any) -> int:
         max_tokens_limit=args.max_tokens_limit,
         max_request_bytes=args.max_request_bytes,
         cache_size=getattr(args, "cache_size", 256),
+        compile_timeout_s=getattr(args, "compile_timeout", DEFAULT_COMPILE_TIMEOUT_S),
+        max_compiles=getattr(args, "max_compiles", None),
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     if not keys and not _is_loopback(args.host):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from constrain.compiler import PropertyOrder
+from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S, CompileSlots
 from constrain.decoding import DEFAULT_MAX_BATCH
 from constrain.errors import InvalidRequestError, RequestTooLargeError
 from constrain.model import Model
@@ -50,6 +52,8 @@ class ServerState:
     max_tokens_limit: int | None
     max_request_bytes: int
     keepalive_s: float
+    compile_timeout_s: float | None
+    compile_slots: CompileSlots
 
 
 def _flag(request: Request, name: str, default: bool) -> bool:
@@ -72,24 +76,26 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise RequestTooLargeError(
-            f"request body is {int(length)} bytes; this server accepts at most {limit} (--max-request-bytes)"
+            f"request body is {int(length)} bytes; this server accepts at most {limit} (--max-request-bytes)",
+            param="body",
         )
     parts, size = [], 0
     async for part in request.stream():
         size += len(part)
         if size > limit:
             raise RequestTooLargeError(
-                f"request body is over {limit} bytes; this server accepts at most {limit} (--max-request-bytes)"
+                f"request body is over {limit} bytes; this server accepts at most {limit} (--max-request-bytes)",
+                param="body",
             )
         parts.append(part)
     try:
         body = json.loads(b"".join(parts), parse_constant=_not_json)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}", param="body") from None
     except RecursionError:
-        raise InvalidRequestError("request body is nested too deeply to be read") from None
+        raise InvalidRequestError("request body is nested too deeply to be read", param="body") from None
     if not isinstance(body, dict):
-        raise InvalidRequestError(f"request body must be a JSON object, got {type(body).__name__}")
+        raise InvalidRequestError(f"request body must be a JSON object, got {type(body).__name__}", param="body")
     return body
 
 
@@ -133,7 +139,8 @@ async def chat_completions(request: Request) -> Any:
     body = await _read_json(request, state.max_request_bytes)
     model = await state.holder.get(wait=wait)
     admitted = await asyncio.to_thread(
-        admit, model, body, cache=state.cache, use_cache=use_cache, max_tokens_limit=state.max_tokens_limit
+        admit, model, body, cache=state.cache, use_cache=use_cache, max_tokens_limit=state.max_tokens_limit,
+        compile_timeout_s=state.compile_timeout_s, compile_slots=state.compile_slots,
     )
     cached = admitted.cached
     headers = {"x-cache": "hit" if cached is not None else "miss"}
@@ -217,17 +224,28 @@ def create_app(
     cache_size: int = 256,
     keepalive_s: float = 10.0,
     load_estimate_s: float = DEFAULT_LOAD_ESTIMATE_S,
+    compile_timeout_s: float | None = DEFAULT_COMPILE_TIMEOUT_S,
+    max_compiles: int | None = None,
 ) -> Starlette:
     """The HTTP app serving ``model``: a loaded Model, a path (or None: the embedded model), or a factory.
 
     A path, None or a factory is loaded in the background when the app starts; requests get 503
     until it is ready (or wait, with ``x-wait-for-model: true``). Requests run together in the
     model's batch (``max_batch``, for a model loaded here); ``max_queue`` more may wait for a
-    place, beyond that they get 429.
+    place, beyond that they get 429. Compiling a request's constraints ends by
+    ``compile_timeout_s`` (400 ``compile_timeout``); at most ``max_compiles`` compiles run at
+    once (default: half the CPU cores), so that hostile schemas cannot take the CPU from
+    generation; a request whose constraint is cached needs no compile.
     """
-    for name, value, least in (("max_queue", max_queue, 0), ("max_batch", max_batch, 1)):
+    if max_compiles is None:
+        max_compiles = max(1, (os.cpu_count() or 2) // 2)
+    for name, value, least in (("max_queue", max_queue, 0), ("max_batch", max_batch, 1),
+                               ("max_compiles", max_compiles, 1)):
         if not isinstance(value, int) or value < least:
             raise InvalidRequestError(f"`{name}` must be a whole number >= {least}, got {value!r}", param=name)
+    if compile_timeout_s is not None and not (isinstance(compile_timeout_s, int | float) and compile_timeout_s > 0):
+        raise InvalidRequestError(f"`compile_timeout_s` must be a number of seconds > 0, got {compile_timeout_s!r}",
+                                  param="compile_timeout_s")
     if isinstance(model, Model) or callable(model):
         source: Model | Callable[[], Model] = model  # type: ignore[assignment]
     else:
@@ -236,7 +254,8 @@ def create_app(
         def source() -> Model:
             import constrain
 
-            return constrain.load(path, engine=engine, property_order=property_order, max_batch=max_batch)
+            return constrain.load(path, engine=engine, property_order=property_order, max_batch=max_batch,
+                                  compile_timeout_s=compile_timeout_s)
 
     state = ServerState(
         holder=ModelHolder(source, load_estimate_s=load_estimate_s),
@@ -247,6 +266,8 @@ def create_app(
         max_tokens_limit=max_tokens_limit,
         max_request_bytes=max_request_bytes,
         keepalive_s=keepalive_s,
+        compile_timeout_s=compile_timeout_s,
+        compile_slots=CompileSlots(max_compiles),
     )
 
     @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from constrain.deadline import CompileSlots, compile_deadline
 from constrain.decoding import SequenceHandle
 from constrain.errors import InvalidRequestError
 from constrain.model import Model
@@ -74,6 +75,8 @@ def admit(
     cache: LRUCache[Cached],
     use_cache: bool,
     max_tokens_limit: int | None,
+    compile_timeout_s: float | None = None,
+    compile_slots: CompileSlots | None = None,
 ) -> Admitted:
     """Validate ``body`` for ``model`` (blocking: run it in a thread); raises a 400 naming the field.
 
@@ -92,7 +95,8 @@ def admit(
         cached = cache.get(key)
         if cached is not None:
             return Admitted(request=request, key=key, cached=cached)
-    prepared = model.prepare(request, default_max_tokens=max_tokens_limit)  # compile errors (400) here
+    with compile_deadline(compile_timeout_s, compile_slots):  # compile errors (400) here
+        prepared = model.prepare(request, default_max_tokens=max_tokens_limit)
     return Admitted(request=request, key=key, prepared=prepared)
 
 

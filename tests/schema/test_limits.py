@@ -20,8 +20,8 @@ def _nested(depth: int, kind: str) -> dict:
 @pytest.mark.parametrize(
     ("schema", "limit", "param"),
     [
-        (_nested(1000, "object"), "depth", "response_format.value" + ".properties.a" * 32),
-        (_nested(1000, "array"), "depth", "response_format.value" + ".items" * 64),
+        (_nested(1000, "object"), "depth", "response_format.value" + ".properties.a" * (MAX_DEPTH // 2)),
+        (_nested(1000, "array"), "depth", "response_format.value" + ".items" * MAX_DEPTH),
         ({"enum": [f"v{i}" for i in range(100_000)]}, "enum", "response_format.value.enum"),
         ({"type": "integer", "minimum": -(10**30), "maximum": 10**30}, "integer", None),
         ({"type": "number", "maximum": float("nan")}, "number", "response_format.value.maximum"),
