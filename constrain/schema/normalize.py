@@ -280,6 +280,8 @@ class Normalizer:
                 listed.extend(holder["enum"])
             if listed:
                 break
+        if set(raw) - _ANNOTATIONS == {"enum"}:
+            return [{"enum": _unique(listed)}] if listed else []  # each listed value is valid by definition
         try:
             validator = self.validator.evolve(schema=raw)
             values = [v for v in _unique(listed) if validator.is_valid(v)]
@@ -545,10 +547,21 @@ def _small(dnf: Dnf) -> bool:
     return len(json.dumps(dnf)) < 2000
 
 
+# Keywords that never restrict a value.
+_ANNOTATIONS = frozenset({"$schema", "$comment", "title", "description", "default", "examples", "deprecated",
+                          "readOnly", "writeOnly"})
+
+
 def _unique(values: list[Any]) -> list[Any]:
+    """``values`` without repeats (of the same type); linear for scalars, which enums mostly hold."""
     out: list[Any] = []
+    seen: set[tuple[type, Any]] = set()
     for v in values:
-        if not any(type(v) is type(w) and v == w for w in out):
+        if v is None or isinstance(v, str | int | float):
+            if (type(v), v) not in seen:
+                seen.add((type(v), v))
+                out.append(v)
+        elif not any(type(v) is type(w) and v == w for w in out):
             out.append(v)
     return out
 

@@ -67,7 +67,10 @@ def error_body(exc: ConstrainError) -> dict[str, Any]:
 
 
 def _header_safe(text: str) -> str:
-    return " ".join(text.split()).encode("latin-1", "replace").decode("latin-1")[:500]
+    """One line of visible Latin-1: a header may hold no control character (a NUL from a user's
+    field name would make the HTTP layer drop the connection instead of answering)."""
+    flat = " ".join(text.split())[:500]
+    return "".join(c if 32 <= ord(c) < 127 or 160 <= ord(c) < 256 else "?" for c in flat)
 
 
 def error_response(exc: BaseException) -> JSONResponse:

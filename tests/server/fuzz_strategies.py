@@ -66,9 +66,12 @@ def _schema_node(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         lambda names: st.fixed_dictionaries({name: _keyword_value(name, inner) for name in names}))
 
 
+# The corpus's schemas nested 1,000 deep are left to tests/test_hostile.py: Python's own JSON
+# encoder (and Hypothesis's reporting) cannot write them at the default recursion limit.
+_SHALLOW = sorted(name for name in HOSTILE if "1000 deep" not in name)
 schemas = st.one_of(
     st.recursive(st.booleans() | st.just({}) | st.builds(dict, type=_TYPES), _schema_node, max_leaves=8),
-    st.sampled_from(sorted(HOSTILE, key=str)).map(HOSTILE.__getitem__),
+    st.sampled_from(_SHALLOW).map(HOSTILE.__getitem__),
 )
 
 _response_formats = st.none() | st.one_of(
@@ -150,8 +153,10 @@ malformed_bodies = lambda: st.one_of(  # noqa: E731 - a strategy factory, like r
         b'{"messages": [{"role": "user", "content": "a\\u0000b"}], "max_tokens": 2}',  # NUL
         b'{"messages": [], "max_tokens": NaN}', b'{"messages": [], "temperature": Infinity}',
         b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1' + b"0" * 400 + b"}",
-        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,  # nested past the JSON reader's recursion limit
         b"[" * 100_000,
         b'{"messages": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json", "value": '
+        + b'{"items":' * 3000 + b"{}" + b"}" * 3000 + b"}}",
     ]),
 )

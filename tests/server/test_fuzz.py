@@ -68,3 +68,11 @@ def test_the_server_is_idle_after_fuzzing(fuzz_server):
     fuzz_server.wait_idle()
     health = httpx.get(f"{fuzz_server.base_url}/health", timeout=10).json()
     assert health["queue"]["running"] == 0 and health["queue"]["waiting"] == 0
+
+
+def test_a_control_character_in_a_field_name_is_answered(fuzz_server):
+    """Found by the fuzzing: a NUL in an unknown field's name reached the error header and the
+    server dropped the connection instead of answering."""
+    body = {"messages": [{"role": "user", "content": "hi"}], "stream_options": {"\x00": None}}
+    reply = httpx.post(f"{fuzz_server.base_url}/v1/chat/completions", json=body, timeout=60)
+    assert reply.status_code == 400 and reply.json()["error"]["param"].startswith("stream_options")
