@@ -21,7 +21,8 @@ MAX_ENUM = 8_192  # values of one `enum`
 MAX_PROPERTIES = 4_096  # names in one `properties`
 MAX_PATTERN_PROPERTIES = 64  # patterns in one `patternProperties` (the engine's time grows ~cubically)
 MAX_REF_DEPTH = 64  # `$ref`s followed in a row while normalising
-MAX_INTEGER = 2**63 - 1  # the engine reads integers as 64-bit values
+MIN_INTEGER = -(2**63)  # the engine reads integers as signed or unsigned 64-bit values
+MAX_INTEGER = 2**64 - 1
 
 
 def _escape(token: str) -> str:
@@ -40,7 +41,7 @@ def check_limits(schema: Any, *, param: str) -> None:
         if isinstance(value, bool) or value is None or isinstance(value, str):
             continue
         if isinstance(value, int):
-            if abs(value) > MAX_INTEGER:
+            if not MIN_INTEGER <= value <= MAX_INTEGER:
                 raise _error(param, pointer, "integer", MAX_INTEGER,
                              f"holds the integer {str(value)[:40]}{'...' if len(str(value)) > 40 else ''}, "
                              "beyond 64 bits (the engine's integers)")
