@@ -12,7 +12,8 @@ The tree::
     │   ├── InvalidRegexError           400  a regex does not compile
     │   ├── InvalidGrammarError         400  a Lark grammar does not compile
     │   ├── ToolChoiceError             400  tools / tool_choice do not fit together
-    │   └── RequestTooLargeError        413  the body is over the server's limit
+    │   ├── RequestTooLargeError        413  the body is over the server's limit
+    │   └── RequestTimeoutError         408  the body did not arrive in time
     ├── AuthenticationError             401  missing or wrong API key (server only)
     ├── OverloadedError                 429  queue full (server only)
     ├── ModelLoadError                  500  weights or tokenizer could not be loaded
@@ -114,6 +115,13 @@ class RequestTooLargeError(InvalidRequestError):
 
     status_code = 413
     error_type = "request_too_large"
+
+
+class RequestTimeoutError(InvalidRequestError):
+    """The request body did not arrive in full within the server's ``body_timeout_s``."""
+
+    status_code = 408
+    error_type = "request_timeout"
 
 
 class AuthenticationError(ConstrainError):

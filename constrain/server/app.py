@@ -1,6 +1,6 @@
 """The ASGI app: routes, request checks in order, and the wiring of loader, queue, cache and SSE.
 
-Order of checks for a chat completion: key (401) -> headers (400) -> body size (413) -> JSON
+Order of checks for a chat completion: key (401) -> headers (400) -> body size (413) and time (408) -> JSON
 (400) -> model ready (503, or wait) -> request valid (400) -> cache -> queue room (429) ->
 generate in the model's batch. Everything raised before the response starts becomes an HTTP error in
 ``errors.error_response``; after a stream started, an SSE error event.
@@ -26,7 +26,7 @@ from starlette.routing import Route
 from constrain.compiler import PropertyOrder
 from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S, CompileSlots
 from constrain.decoding import DEFAULT_MAX_BATCH
-from constrain.errors import InvalidRequestError, RequestTooLargeError
+from constrain.errors import InvalidRequestError, RequestTimeoutError, RequestTooLargeError
 from constrain.model import Model
 from constrain.server.auth import ApiKeys
 from constrain.server.cache import LRUCache
@@ -51,6 +51,7 @@ class ServerState:
     generations: GenerationLog
     max_tokens_limit: int | None
     max_request_bytes: int
+    body_timeout_s: float
     keepalive_s: float
     compile_timeout_s: float | None
     compile_slots: CompileSlots
@@ -72,7 +73,26 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
 
 
-async def _read_json(request: Request, limit: int) -> dict[str, Any]:
+async def _read_json(request: Request, limit: int, timeout_s: float) -> dict[str, Any]:
+    """The body as a JSON object; a body that never finishes ends in a 408, not a held connection."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            raw = await _read_body(request, limit)
+    except TimeoutError:
+        raise RequestTimeoutError(f"the request body did not arrive in full within {timeout_s:g} s",
+                                  param="body") from None
+    try:
+        body = json.loads(raw, parse_constant=_not_json)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequestError(f"request body is not valid JSON: {exc}", param="body") from None
+    except RecursionError:
+        raise InvalidRequestError("request body is nested too deeply to be read", param="body") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError(f"request body must be a JSON object, got {type(body).__name__}", param="body")
+    return body
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise RequestTooLargeError(
@@ -88,15 +108,7 @@ async def _read_json(request: Request, limit: int) -> dict[str, Any]:
                 param="body",
             )
         parts.append(part)
-    try:
-        body = json.loads(b"".join(parts), parse_constant=_not_json)
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequestError(f"request body is not valid JSON: {exc}", param="body") from None
-    except RecursionError:
-        raise InvalidRequestError("request body is nested too deeply to be read", param="body") from None
-    if not isinstance(body, dict):
-        raise InvalidRequestError(f"request body must be a JSON object, got {type(body).__name__}", param="body")
-    return body
+    return b"".join(parts)
 
 
 async def _watch_disconnect(request: Request, disconnected: asyncio.Event) -> None:
@@ -136,7 +148,7 @@ async def chat_completions(request: Request) -> Any:
     state.keys.check(request.headers.get("authorization"))
     use_cache = _flag(request, "x-use-cache", True)
     wait = _flag(request, "x-wait-for-model", False)
-    body = await _read_json(request, state.max_request_bytes)
+    body = await _read_json(request, state.max_request_bytes, state.body_timeout_s)
     model = await state.holder.get(wait=wait)
     admitted = await asyncio.to_thread(
         admit, model, body, cache=state.cache, use_cache=use_cache, max_tokens_limit=state.max_tokens_limit,
@@ -221,6 +233,7 @@ def create_app(
     max_batch: int = DEFAULT_MAX_BATCH,
     max_tokens_limit: int | None = 4096,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    body_timeout_s: float = 30.0,
     cache_size: int = 256,
     keepalive_s: float = 10.0,
     load_estimate_s: float = DEFAULT_LOAD_ESTIMATE_S,
@@ -265,6 +278,7 @@ def create_app(
         generations=GenerationLog(),
         max_tokens_limit=max_tokens_limit,
         max_request_bytes=max_request_bytes,
+        body_timeout_s=body_timeout_s,
         keepalive_s=keepalive_s,
         compile_timeout_s=compile_timeout_s,
         compile_slots=CompileSlots(max_compiles),

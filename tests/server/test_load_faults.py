@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -74,3 +75,13 @@ def test_sixty_four_clients_with_faults(model, start_server):
     counts = health["generations"]
     assert counts["error"] == 0
     assert counts["done"] + counts["stopped"] + counts["skipped"] == 60
+
+
+def test_a_body_that_never_finishes_gets_408(model, start_server):
+    server = start_server(model, body_timeout_s=1.0)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+        conn.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"content-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"messages\": [")
+        reply = conn.recv(65536).decode("latin-1")  # the rest of the body never comes
+    assert reply.startswith("HTTP/1.1 408"), reply[:200]
+    assert '"param":"body"' in reply
