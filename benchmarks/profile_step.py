@@ -67,8 +67,8 @@ def instrument(model: Any) -> None:
     fill = core._fill
     inline, overlapped = timed("mask fill (inline)", fill), timed(OVERLAPPED, fill)
 
-    def fill_where(jobs: Any, bitmask: Any) -> None:
-        (overlapped if threading.current_thread().name.startswith("constrain-mask") else inline)(jobs, bitmask)
+    def fill_where(jobs: Any, bitmask: Any) -> Any:
+        return (overlapped if threading.current_thread().name.startswith("constrain-mask") else inline)(jobs, bitmask)
 
     core._fill = fill_where
     original_submit = core_module.ThreadPoolExecutor.submit

@@ -170,6 +170,7 @@ def compile_constraint(
         raise InvalidRequestError(f"`property_order` must be 'schema' or 'any', got {property_order!r}",
                                   param="property_order")
     eng = get_engine(engine, tokenizer, vocab_size)
+    cache = _compiled[(engine, id(tokenizer))]
     # A repeated request skips parsing and the meta-schema check: keyed on its raw text.
     raw_key: tuple[Any, ...] | None = None
     if isinstance(response_format, dict):
@@ -180,12 +181,12 @@ def compile_constraint(
             raw_key = None
     if raw_key is not None:
         with _lock:
-            hit = _compiled[(engine, id(tokenizer))].get(raw_key)
+            hit = cache.get(raw_key)
         if hit is not None:
             return hit  # type: ignore[return-value]
     try:
         with compile_deadline(compile_timeout_s):
-            compiled = run_bounded(lambda: _compile(response_format, eng, engine, tokenizer, whitespace=whitespace,
+            compiled = run_bounded(lambda: _compile(response_format, eng, cache, whitespace=whitespace,
                                                     close_objects=close_objects, allow_empty=allow_empty,
                                                     property_order=property_order))
     except CompileTimeoutError as exc:
@@ -193,12 +194,13 @@ def compile_constraint(
         raise
     if raw_key is not None and compiled.grammar is not None and not isinstance(compiled.grammar, EmptyGrammar):
         with _lock:
-            _compiled[(engine, id(tokenizer))][raw_key] = compiled  # type: ignore[assignment]
+            cache[raw_key] = compiled
     return compiled
 
 
-def _compile(response_format: Any, eng: Engine, engine: str, tokenizer: Any, *, whitespace: Whitespace,
-             close_objects: bool, allow_empty: bool, property_order: PropertyOrder) -> CompiledConstraint:
+def _compile(response_format: Any, eng: Engine, cache: OrderedDict[tuple[Any, ...], Any], *,
+             whitespace: Whitespace, close_objects: bool, allow_empty: bool,
+             property_order: PropertyOrder) -> CompiledConstraint:
     """Parse, normalise and compile one constraint that missed the raw-text cache."""
     try:
         if isinstance(response_format, Constraint):
@@ -207,7 +209,6 @@ def _compile(response_format: Any, eng: Engine, engine: str, tokenizer: Any, *, 
             constraint = parse_response_format(response_format, whitespace=whitespace, close_objects=close_objects)
         if property_order != constraint.property_order and constraint.kind == "json":
             constraint = dataclasses.replace(constraint, property_order=property_order)
-        cache = _compiled[(engine, id(tokenizer))]
         if constraint.kind == "text":
             return CompiledConstraint(constraint, eng, None)
         with _lock:

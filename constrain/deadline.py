@@ -65,11 +65,11 @@ def compile_deadline(seconds: float | None, slots: CompileSlots | None = None) -
     if seconds is None and slots is None:
         yield
         return
-    end = time.monotonic() + seconds if seconds is not None else float("inf")
+    limit = float("inf") if seconds is None else seconds
+    end = time.monotonic() + limit
     if outer is not None and outer.end <= end:
-        end, seconds = outer.end, outer.seconds
-    token = _current.set(_Deadline(end, seconds if seconds is not None else float("inf"),
-                                   slots or (outer.slots if outer else None)))
+        end, limit = outer.end, outer.seconds
+    token = _current.set(_Deadline(end, limit, slots or (outer.slots if outer else None)))
     try:
         yield
     finally:

@@ -119,7 +119,6 @@ class DecodingCore:
         self.prefill_tokens = max(1, prefill_tokens)
         self.stats = CoreStats()
         self._filler = BatchFiller(mask_threads)
-        self._fill_errors: dict[int, Exception] = {}  # rows whose mask fill failed, this step
         self._timing = _MaskTiming(runtime.device)
         self._worker: ThreadPoolExecutor | None = None
         self._bitmask: np.ndarray | None = None
@@ -321,35 +320,37 @@ class DecodingCore:
         bitmask = self._bitmask_rows(len(feeds), words)
         bitmask[: len(feeds)] = -1
         jobs = [(seq.matcher, i) for i, seq in sampling if seq.needs_mask]
-        self._fill_errors = {}
-        fill: Future[None] | None = None
+        failed: dict[int, Exception] = {}  # rows whose mask fill failed
+        fill: Future[dict[int, Exception]] | None = None
         if jobs:
             if self._timing.overlap:
                 if self._worker is None:
                     self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="constrain-mask")
                 fill = self._worker.submit(self._fill, jobs, bitmask)
             else:
-                self._fill(jobs, bitmask)
+                failed = self._fill(jobs, bitmask)
         try:
             out = self.runtime.step(feeds)
         finally:
             if fill is not None:
-                fill.result()
+                failed = fill.result()
         self.stats.steps += 1
         self.stats.fed_tokens += sum(len(f.tokens) for f in feeds)
         for seq in fed:
             seq.stats.forward_passes += 1
         if sampling:
-            self._sample(sampling, out.last.float(), out.earlier, bitmask)
+            self._sample(sampling, out.last.float(), out.earlier, bitmask, failed)
         self.stats.output_tokens = self._finished_tokens + sum(seq.stats.completion_tokens for seq in self._running)
 
-    def _fill(self, jobs: list[tuple[Any, int]], bitmask: np.ndarray) -> None:
+    def _fill(self, jobs: list[tuple[Any, int]], bitmask: np.ndarray) -> dict[int, Exception]:
         started = time.perf_counter()
-        self._fill_errors = self._filler.fill(jobs, bitmask)
+        failed = self._filler.fill(jobs, bitmask)
         self._timing.last_s = time.perf_counter() - started
+        return failed
 
     def _sample(self, sampling: list[tuple[int, Sequence]], logits: torch.Tensor,
-                earlier: list[torch.Tensor | None], bitmask: np.ndarray) -> None:
+                earlier: list[torch.Tensor | None], bitmask: np.ndarray,
+                failed: dict[int, Exception]) -> None:
         index = [i for i, _ in sampling]
         last = logits if index == list(range(logits.shape[0])) else logits[index]
         alive: list[int] = []  # rows of `last` still generating after receive()
@@ -367,8 +368,8 @@ class DecodingCore:
             row_index, seq = sampling[k]
             if not seq.needs_mask:
                 continue
-            if row_index in self._fill_errors:
-                self._guard(seq, _raise, self._fill_errors[row_index])
+            if row_index in failed:
+                self._guard(seq, _raise, failed[row_index])
                 continue
             if not bool(allowed[k, : seq.vocab_size].any()):
                 self._guard(seq, _raise, GenerationError("the constraint allows no token here (engine dead end)"))

@@ -129,7 +129,7 @@ class Sequence:
     def _check(self, ok: bool, what: str) -> None:
         if not ok or (self.matcher is not None and self.matcher.error()):
             message = self.matcher.error() if self.matcher else ""
-            if getattr(self.matcher, "hit_limit", lambda: False)():
+            if self.matcher is not None and self.matcher.hit_limit():
                 raise SchemaLimitError(
                     f"the constraint is too complex for the engine at this point of the output ({message})",
                     limit="engine", param="response_format")

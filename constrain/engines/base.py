@@ -58,6 +58,10 @@ class Matcher(Protocol):
     def error(self) -> str | None:
         """The engine's error message, if the matcher is in an error state."""
 
+    def hit_limit(self) -> bool:
+        """The error is the engine's own size or complexity limit (the constraint is too complex
+        at this point of the output), not a token the constraint refused."""
+
 
 class CompiledGrammar(Protocol):
     """An immutable compiled grammar; ``matcher()`` makes a fresh per-sequence state."""
@@ -101,6 +105,9 @@ class EmptyMatcher:
 
     def error(self) -> str | None:
         return "the schema admits no value"
+
+    def hit_limit(self) -> bool:
+        return False
 
 
 class EmptyGrammar:

@@ -96,6 +96,9 @@ class OutlinesCoreMatcher:
     def error(self) -> str | None:
         return self._error
 
+    def hit_limit(self) -> bool:
+        return False
+
 
 class OutlinesCoreGrammar:
     __slots__ = ("grammar_text", "_index", "_eos", "_vocab_size")

@@ -208,7 +208,7 @@ class _Scanner:
                 else:
                     frame.object_rule = next((r for p, r in self.object_rules if matches(p, path)), None)
                 self.stack.append(frame)
-            elif ch in "]}" and not self.stack or ch in ",:" and not self.stack:
+            elif ch in "]},:" and not self.stack:
                 return False  # nothing open to close or continue: not a value this scanner can follow
             elif ch in "]}":
                 closed = self.stack.pop()
@@ -373,7 +373,7 @@ class RulesMatcher:
         return self._error or self.inner.error()
 
     def hit_limit(self) -> bool:
-        return self._error is None and bool(getattr(self.inner, "hit_limit", lambda: False)())
+        return self._error is None and self.inner.hit_limit()
 
 
 @dataclass(frozen=True)
