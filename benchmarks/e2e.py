@@ -149,7 +149,7 @@ class Bench:
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": case["prompt"]}]
 
     def prompt_text(self, case: dict[str, Any]) -> str:
-        from constrain.prompt import render
+        from constrain.chat_template import render
 
         return render(self.tok, self.messages(case))
 

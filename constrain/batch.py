@@ -128,7 +128,7 @@ def run_file(model: Model, input_path: str | os.PathLike[str], output_path: str 
     done_ids, done_lines = _done_ids(target)
     return run_sync(_file_job(model, source, target, done_ids, done_lines, progress=progress,
                           default_max_tokens=default_max_tokens,
-                          window=window or 2 * model.max_batch))  # type: ignore[no-any-return]
+                          window=window or 2 * model.max_batch))
 
 
 async def _file_job(model: Model, source: Path, target: Path, done_ids: set[str], done_lines: set[int], *,

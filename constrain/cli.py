@@ -6,14 +6,19 @@ Argument parsing only; the work happens in ``constrain.model`` and ``constrain.s
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import mimetypes
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
 from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.errors import ConstrainError, InvalidRequestError
+from constrain.images import ImagePolicy
+from constrain.server.shutdown import DEFAULT_SHUTDOWN_GRACE_S
 
 
 def _is_file(value: str) -> bool:
@@ -54,6 +59,18 @@ def _response_format(args: argparse.Namespace) -> dict[str, Any] | None:
     return None
 
 
+def _image_part(value: str) -> dict[str, Any]:
+    """``--image``: a URL as it is, a local file as a data URL (read here, by the user's own command)."""
+    if "://" in value or value.startswith("data:"):
+        return {"type": "image_url", "image_url": {"url": value}}
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise InvalidRequestError(f"--image: no such file: {value}", param="--image")
+    kind = mimetypes.guess_type(path.name)[0] or "image/png"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return {"type": "image_url", "image_url": {"url": f"data:{kind};base64,{data}"}}
+
+
 def _chat(args: argparse.Namespace) -> int:
     import constrain
     from constrain.compiler import parse_response_format
@@ -62,7 +79,8 @@ def _chat(args: argparse.Namespace) -> int:
     messages = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
-    messages.append({"role": "user", "content": args.prompt})
+    images = [_image_part(value) for value in args.image or []]
+    messages.append({"role": "user", "content": [*images, {"type": "text", "text": args.prompt}] if images else args.prompt})
     request: dict[str, Any] = {
         "messages": messages,
         "response_format": _response_format(args),
@@ -74,11 +92,14 @@ def _chat(args: argparse.Namespace) -> int:
     # Bad arguments fail in milliseconds, before the model loads.
     parse_request(request)
     parse_response_format(request["response_format"])
+    # The user named these images on their own command line: their hosts may be fetched, even local ones.
+    hosts = tuple(urlsplit(value).hostname or "" for value in args.image or [] if "://" in value)
     model = constrain.load(args.model, engine=args.engine, whitespace="pretty" if args.pretty else "compact",
-                           property_order="any" if args.any_order else "schema")
+                           property_order="any" if args.any_order else "schema",
+                           image_policy=ImagePolicy(fetch_domains=hosts, allow_private=True))
     if args.stream:
         finish = None
-        for chunk in model.chat_completion(**request):  # type: ignore[union-attr]
+        for chunk in model.stream(model.prepare(request)):
             for choice in chunk.choices:
                 if choice.delta.content:
                     print(choice.delta.content, end="", flush=True)
@@ -86,9 +107,9 @@ def _chat(args: argparse.Namespace) -> int:
         print()
         print(f"[finish_reason: {finish}]", file=sys.stderr)
         return 0
-    out = model.chat_completion(**request)
-    print(out.choices[0].message.content)  # type: ignore[union-attr]
-    print(f"[finish_reason: {out.choices[0].finish_reason}, usage: {out.usage.model_dump()}]", file=sys.stderr)  # type: ignore[union-attr]
+    out = model.complete(model.prepare(request))
+    print(out.choices[0].message.content)
+    print(f"[finish_reason: {out.choices[0].finish_reason}, usage: {out.usage.model_dump()}]", file=sys.stderr)
     return 0
 
 
@@ -116,9 +137,15 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
-def _model_options(parser: argparse.ArgumentParser, *, batching: bool) -> None:
+def _model_options(parser: argparse.ArgumentParser, *, batching: bool, several: bool = False) -> None:
     """What loads the model, for every command that loads one."""
-    parser.add_argument("--model", default=None, help="local HF folder or .gguf (default: embedded SmolLM2-135M)")
+    if several:
+        parser.add_argument("--model", action="append", default=None, metavar="[NAME=]PATH",
+                            help="a local HF folder, a .gguf or a packaged model's name (default: the embedded "
+                                 "SmolLM2-135M); repeat as NAME=PATH to serve several")
+    else:
+        parser.add_argument("--model", default=None,
+                            help="a local HF folder, a .gguf or a packaged model's name (default: embedded SmolLM2-135M)")
     parser.add_argument("--engine", default="llguidance")
     parser.add_argument("--any-order", action="store_true",
                         help="let the model write an object's keys in any order (default: the schema's order)")
@@ -142,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--json-object", action="store_true", help="any JSON object")
     _model_options(chat, batching=False)
     chat.add_argument("--system", default=None, help="system message")
+    chat.add_argument("--image", action="append", metavar="PATH|URL",
+                      help="an image for the message (a vision-language model); repeatable")
     chat.add_argument("--stream", action="store_true")
     chat.add_argument("--max-tokens", type=int, default=None)
     chat.add_argument("--temperature", type=float, default=None)
@@ -150,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat.set_defaults(func=_chat)
 
     serve = sub.add_parser("serve", help="serve the chat-completion API over HTTP")
-    _model_options(serve, batching=True)
+    _model_options(serve, batching=True, several=True)
+    serve.add_argument("--load-models", choices=("start", "first-use"), default="start",
+                       help="load every model when the server starts, or each on its first request")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument(
@@ -161,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted (and the default)")
     serve.add_argument("--max-request-bytes", type=int, default=4 * 1024 * 1024, help="larger bodies get 413")
     serve.add_argument("--cache-size", type=int, default=256, help="cached deterministic answers (0: off)")
+    serve.add_argument("--allow-image-fetch", default="", metavar="DOMAINS",
+                       help="comma-separated hosts whose images may be fetched by URL (subdomains too; '*': any); "
+                            "default: none (data URLs only)")
+    serve.add_argument("--allow-private-image-hosts", action="store_true",
+                       help="let image URLs reach private, loopback and link-local addresses (off: refused)")
+    serve.add_argument("--allowed-local-media-path", default=None, metavar="DIR",
+                       help="image parts may name local files under DIR (default: no local files)")
+    serve.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="a request body not in full after this gets 408")
+    serve.add_argument("--shutdown-grace", type=float, default=DEFAULT_SHUTDOWN_GRACE_S, metavar="SECONDS",
+                       help="on SIGTERM: seconds requests in flight get to finish (new ones get 503)")
     serve.add_argument("--max-compiles", type=int, default=None,
                        help="compiles running at once (default: half the CPU cores); more wait, until their deadline")
     serve.set_defaults(func=_serve)

@@ -40,7 +40,8 @@ from constrain.schema import normalize_with_rules, validate_instance
 _CACHE_SIZE = 512
 _lock = threading.Lock()
 _engines: dict[tuple[str, int], Engine] = {}
-_compiled: dict[tuple[str, int], OrderedDict[tuple[Any, ...], Any]] = {}
+# Per engine: raw-text keys ("raw", ...) hold a CompiledConstraint, constraint keys its grammar.
+_compiled: dict[tuple[str, int], OrderedDict[tuple[Any, ...], CompiledConstraint | CompiledGrammar]] = {}
 
 
 def get_engine(name: str, tokenizer: Any, vocab_size: int | None = None) -> Engine:
@@ -182,8 +183,8 @@ def compile_constraint(
     if raw_key is not None:
         with _lock:
             hit = cache.get(raw_key)
-        if hit is not None:
-            return hit  # type: ignore[return-value]
+        if isinstance(hit, CompiledConstraint):
+            return hit
     try:
         with compile_deadline(compile_timeout_s):
             compiled = run_bounded(lambda: _compile(response_format, eng, cache, whitespace=whitespace,
@@ -198,7 +199,8 @@ def compile_constraint(
     return compiled
 
 
-def _compile(response_format: Any, eng: Engine, cache: OrderedDict[tuple[Any, ...], Any], *,
+def _compile(response_format: Any, eng: Engine,
+             cache: OrderedDict[tuple[Any, ...], CompiledConstraint | CompiledGrammar], *,
              whitespace: Whitespace, close_objects: bool, allow_empty: bool,
              property_order: PropertyOrder) -> CompiledConstraint:
     """Parse, normalise and compile one constraint that missed the raw-text cache."""
@@ -212,9 +214,10 @@ def _compile(response_format: Any, eng: Engine, cache: OrderedDict[tuple[Any, ..
         if constraint.kind == "text":
             return CompiledConstraint(constraint, eng, None)
         with _lock:
-            grammar = cache.get(constraint.key)
-            if grammar is not None:
+            cached = cache.get(constraint.key)
+            if cached is not None:
                 cache.move_to_end(constraint.key)
+        grammar = None if isinstance(cached, CompiledConstraint) else cached
         if grammar is None:
             try:
                 grammar = eng.compile(engine_grammar(constraint))

@@ -152,6 +152,16 @@ class GenerationError(ConstrainError):
     error_type = "generation_error"
 
 
+class ModelNotFoundError(ConstrainError):
+    """A request named a model this server does not serve (OpenAI's 404 ``model_not_found``)."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="model", code="model_not_found")
+
+
 class ModelNotReadyError(ConstrainError):
     """The model is still loading."""
 
@@ -166,6 +176,18 @@ class ModelNotReadyError(ConstrainError):
         body = super().to_dict()
         body["estimated_time"] = self.estimated_time
         return body
+
+
+class ShuttingDownError(ConstrainError):
+    """The server is draining before it stops: no new work; a request still running at the end
+    of the grace period is ended with this."""
+
+    status_code = 503
+    error_type = "shutting_down"
+
+    def __init__(self, message: str = "the server is shutting down; send this request to another replica "
+                                      "or retry when it is back") -> None:
+        super().__init__(message)
 
 
 class SchemaWarning(UserWarning):

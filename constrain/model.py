@@ -9,19 +9,21 @@ with the others.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
+from constrain.chat_template import template_renders_tools
 from constrain.compiler import PropertyOrder, Whitespace
-from constrain.constraints import CompiledConstraint, compile_constraint
+from constrain.constraints import CompiledConstraint, compile_constraint, get_engine
 from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S, compile_deadline
 from constrain.decoding import DEFAULT_MAX_BATCH, DecodingCore, SequenceHandle, Step
 from constrain.decoding.runtimes.transformers import TransformersRuntime
 from constrain.errors import ConstrainError, InvalidRequestError
-from constrain.loading import EMBEDDED_TOOL_CALL_BIAS, load_weights
+from constrain.images import ImagePolicy
+from constrain.loading import EMBEDDED_NAME, EMBEDDED_TOOL_CALL_BIAS, load_processor, load_weights
 from constrain.plan import Plan, Planner
 from constrain.prepare import LogprobsMode, PreparedRequest, plan_request, prepare
 from constrain.response import build_completion
@@ -52,6 +54,8 @@ class Model:
         max_batch: int = DEFAULT_MAX_BATCH,
         max_queue: int | None = None,
         compile_timeout_s: float | None = DEFAULT_COMPILE_TIMEOUT_S,
+        processor: Any = None,
+        image_policy: ImagePolicy | None = None,
     ) -> None:
         self.name = name
         self.hf_model = hf_model
@@ -62,13 +66,17 @@ class Model:
         self.property_order: PropertyOrder = property_order
         self.logprobs_mode: LogprobsMode = logprobs_mode
         self.tool_call_bias = tool_call_bias
+        self.processor = processor
+        if processor is not None and not getattr(tokenizer, "chat_template", None):
+            tokenizer.chat_template = getattr(processor, "chat_template", None)
         config = hf_model.config
         self.vocab_size = int(getattr(config, "vocab_size", len(tokenizer)))
         self.context_length = int(getattr(config, "max_position_embeddings", 4096))
         self.eos_token_ids = self._eos_ids()
         self.planner = Planner(tokenizer=tokenizer, vocab_size=self.vocab_size, engine=engine, whitespace=whitespace,
                                close_objects=close_objects, property_order=property_order,
-                               tool_call_bias=tool_call_bias, compile_timeout_s=compile_timeout_s)
+                               tool_call_bias=tool_call_bias, compile_timeout_s=compile_timeout_s,
+                               processor=processor, image_policy=image_policy or ImagePolicy())
         # Compile once now: converts the vocabulary for the engine and fails early if it can't.
         compile_constraint({"type": "json_object"}, tokenizer, engine=engine, vocab_size=self.vocab_size)
         self.runtime = TransformersRuntime(hf_model)
@@ -88,17 +96,23 @@ class Model:
 
     @property
     def device(self) -> torch.device:
-        return next(self.hf_model.parameters()).device
+        device: torch.device = next(self.hf_model.parameters()).device
+        return device
 
     @property
     def system_fingerprint(self) -> str:
-        import llguidance
-
-        return f"constrain-{__version__}:{self.engine}-{llguidance.__version__ if self.engine == 'llguidance' else ''}:{self.name}"
+        engine = get_engine(self.engine, self.tokenizer, self.vocab_size)
+        return f"constrain-{__version__}:{engine.version}:{self.name}"
 
     @property
     def max_batch(self) -> int:
         return self.core.max_batch
+
+    def capabilities(self) -> dict[str, Any]:
+        """What this model can do, as ``/v1/models`` lists it."""
+        return {"context_length": self.context_length, "images": self.processor is not None,
+                "chat_template": bool(getattr(self.tokenizer, "chat_template", None)),
+                "tools_in_template": template_renders_tools(self.tokenizer), "max_batch": self.max_batch}
 
     # ------------------------------------------------------------------ compile and prepare
 
@@ -207,7 +221,7 @@ class Model:
 
             return list(await asyncio.gather(*(one(body) for body in bodies)))
 
-        return run_sync(main())  # type: ignore[no-any-return]
+        return run_sync(main())
 
     def generate_text(self, prompt: str, **fields: Any) -> ChatCompletion:
         """Convenience: one user message."""
@@ -218,7 +232,10 @@ class Model:
         self.core.close()
 
 
-def run_sync(coroutine: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def run_sync(coroutine: Coroutine[Any, Any, _T]) -> _T:
     """Run a coroutine to completion, also from a thread that already runs an event loop."""
     try:
         asyncio.get_running_loop()
@@ -241,6 +258,7 @@ def load(
     tool_call_bias: float | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     compile_timeout_s: float | None = DEFAULT_COMPILE_TIMEOUT_S,
+    image_policy: ImagePolicy | None = None,
 ) -> Model:
     """Load a model. ``None``: the embedded SmolLM2-135M-Instruct; else a local HF folder or a .gguf file.
 
@@ -250,6 +268,8 @@ def load(
     embedded model, which otherwise never opens a call under "auto"; 0 for others).
     ``max_batch``: sequences generated together in one forward pass; more wait their turn.
     ``compile_timeout_s``: how long compiling one request's constraints may take (None: no limit).
+    ``image_policy``: for a vision-language model (a local folder with a processor), where image
+    parts may come from (default: ``data:`` URLs only; see :class:`constrain.images.ImagePolicy`).
     The first load of a GGUF converts it (seconds, with a progress bar) and caches the result
     under ``CONSTRAIN_CACHE_DIR`` (default: the user cache dir); later loads read the cache.
     """
@@ -266,8 +286,10 @@ def load(
         property_order=property_order,
         logprobs_mode=logprobs_mode,
         tool_call_bias=tool_call_bias if tool_call_bias is not None else (
-            EMBEDDED_TOOL_CALL_BIAS if model is None else 0.0
+            EMBEDDED_TOOL_CALL_BIAS if name == EMBEDDED_NAME else 0.0
         ),
         max_batch=max_batch,
         compile_timeout_s=compile_timeout_s,
+        processor=load_processor(model),
+        image_policy=image_policy,
     )

@@ -6,12 +6,13 @@ preparation (``constrain.prepare``) depend on it, and not on each other or on th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from constrain.compiler import PropertyOrder, Whitespace
 from constrain.constraints import CompiledConstraint, compile_constraint
 from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
+from constrain.images import ImagePolicy
 from constrain.output import OutputParser
 
 
@@ -38,6 +39,13 @@ class Planner:
     property_order: PropertyOrder = "schema"
     tool_call_bias: float = 0.0
     compile_timeout_s: float | None = DEFAULT_COMPILE_TIMEOUT_S
+    processor: Any = None  # a vision-language model's processor (images -> pixels and tokens)
+    image_policy: ImagePolicy = field(default_factory=ImagePolicy)
+
+    @property
+    def images(self) -> bool:
+        """Whether this model reads images in messages."""
+        return self.processor is not None
 
     def compile(self, response_format: Any, **options: Any) -> CompiledConstraint:
         """Compile a response_format for this tokenizer with these settings (cached)."""

@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from constrain.chat_template import message_dicts, render
 from constrain.decoding import DecodeJob, DecodeStats, SamplingParams, SequenceHandle, Step
 from constrain.errors import InvalidRequestError
+from constrain.images import image_parts, load_images
 from constrain.output import ContentParser
 from constrain.plan import Plan, Planner
-from constrain.prompt import message_dicts, render
 from constrain.requests import parse_request
 from constrain.tools import plan_tools
 from constrain.types import ChatCompletionRequest
@@ -31,6 +32,7 @@ class ResponseInfo:
     model_name: str
     fingerprint: str
     logprobs: bool
+    token_info: bool = False  # extension: per-token view (``types.TokenInfo``)
 
 
 @dataclass
@@ -80,7 +82,7 @@ def plan_request(planner: Planner, request: ChatCompletionRequest) -> Plan:
     if tool_plan is not None:
         return tool_plan
     compiled = planner.compile(request.response_format)
-    prompt = render(planner.tokenizer, message_dicts(request.messages))
+    prompt = render(planner.tokenizer, message_dicts(request.messages, images=planner.images))
     return Plan(prompt=prompt, compiled=compiled, parser=ContentParser())
 
 
@@ -106,7 +108,16 @@ def prepare(
             raise InvalidRequestError("`messages` must be a list of messages", param="messages")
         request = parse_request(fields)
     plan = plan_request(planner, request)
-    prompt_ids = planner.tokenizer(plan.prompt, add_special_tokens=False)["input_ids"]
+    vision: dict[str, Any] | None = None
+    if planner.images and image_parts(request.messages):
+        images = load_images(request.messages, planner.image_policy)
+        inputs = dict(planner.processor(text=[plan.prompt], images=[images], return_tensors="pt",
+                                        add_special_tokens=False))
+        prompt_ids = inputs.pop("input_ids")[0].tolist()
+        inputs.pop("attention_mask", None)
+        vision = inputs
+    else:
+        prompt_ids = planner.tokenizer(plan.prompt, add_special_tokens=False)["input_ids"]
     room = context_length - len(prompt_ids)
     if room <= 0:
         raise InvalidRequestError(
@@ -127,12 +138,14 @@ def prepare(
         seed=request.seed,
         frequency_penalty=request.frequency_penalty or 0.0,
         presence_penalty=request.presence_penalty or 0.0,
-        logprobs=bool(request.logprobs),
-        top_logprobs=request.top_logprobs or 0,
+        logprobs=bool(request.logprobs or request.token_info),
+        # The token view shows 5 alternatives unless the request asks for its own number.
+        top_logprobs=request.top_logprobs or (0 if request.logprobs or not request.token_info else 5),
         raw_logprobs=logprobs_mode == "raw",
     )
     job = DecodeJob(prompt_ids=prompt_ids, compiled=plan.compiled, params=params, max_tokens=limit,
-                    stop=list(request.stop or []), opening_bias=plan.opening_bias)  # type: ignore[arg-type]
+                    stop=list(request.stop or []), opening_bias=plan.opening_bias, vision=vision)
     info = ResponseInfo(tokenizer=planner.tokenizer, model_name=request.model or model_name,
-                        fingerprint=fingerprint, logprobs=bool(request.logprobs))
+                        fingerprint=fingerprint, logprobs=bool(request.logprobs),
+                        token_info=bool(request.token_info))
     return PreparedRequest(request=request, plan=plan, job=job, info=info)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from constrain.decoding import DecodeStats, Step
-from constrain.decoding import TokenLogprob as StepLogprob
+from constrain.decoding import DecodeStats, Step, StepLogprob
 from constrain.output import OutputParser
 from constrain.prepare import ResponseInfo
+from constrain.token_info import step_token_info
 from constrain.types import (
     ChatCompletion,
     Choice,
@@ -61,9 +61,12 @@ def build_completion(
     entries: list[StepLogprob] = []
     finish = "length"
     closed = False
+    infos: list[Any] = []
     for step in steps:
         text_parts.append(step.text)
         entries.extend(step.logprobs)
+        if info.token_info:
+            infos.extend(step_token_info(info.tokenizer, step))
         if step.finish_reason is not None:
             finish = step.finish_reason
             closed = step.closed_by_budget
@@ -77,6 +80,7 @@ def build_completion(
                 message=message,
                 finish_reason=finish_reason,
                 logprobs=ChoiceLogprobs(content=logprob_entries(info.tokenizer, entries)) if info.logprobs else None,
+                token_info=infos if info.token_info else None,
             )
         ],
         usage=usage_of(stats),

@@ -15,6 +15,7 @@ from constrain.decoding import DecodeStats, Step
 from constrain.output import OutputParser
 from constrain.prepare import ResponseInfo
 from constrain.response import logprob_entries, reported_finish, usage_of
+from constrain.token_info import step_token_info
 from constrain.types import ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, new_completion_id
 
 
@@ -29,6 +30,7 @@ class ChunkBuilder:
         self.ident, self.created = new_completion_id(), int(time.time())
         self.text_parts: list[str] = []
         self.held: list[Any] = []  # logprobs of tokens whose text is not shown yet
+        self.held_info: list[Any] = []  # token_info (extension) of tokens whose text is not shown yet
         self.finish = "length"
         self.closed = False
 
@@ -38,7 +40,10 @@ class ChunkBuilder:
 
     def _chunk(self, delta: Delta, finish: Any = None, entries: Any = None) -> ChatCompletionChunk:
         logprobs = ChoiceLogprobs(content=logprob_entries(self.info.tokenizer, entries)) if entries else None
-        return self._envelope([ChunkChoice(delta=delta, finish_reason=finish, logprobs=logprobs)])
+        infos = None
+        if self.held_info:
+            infos, self.held_info = self.held_info, []
+        return self._envelope([ChunkChoice(delta=delta, finish_reason=finish, logprobs=logprobs, token_info=infos)])
 
     def start(self) -> list[ChatCompletionChunk]:
         return [self._chunk(Delta(role="assistant", content=""))]
@@ -48,6 +53,8 @@ class ChunkBuilder:
         self.text_parts.append(step.text)
         if self.info.logprobs:
             self.held.extend(step.logprobs)
+        if self.info.token_info:
+            self.held_info.extend(step_token_info(self.info.tokenizer, step))
         for i, delta in enumerate(self.parser.feed(step.text)):
             out.append(self._chunk(delta, entries=self.held if (self.info.logprobs and i == 0 and self.held) else None))
             if i == 0:

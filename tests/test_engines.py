@@ -6,6 +6,7 @@ forced tokens, rollback), so each is checked against an independent computation.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -16,6 +17,8 @@ from constrain.decoding import decode
 from constrain.decoding.sampling import SamplingParams, allocate_token_bitmask
 from constrain.engines import EngineGrammar
 from constrain.errors import InvalidRequestError, UnsupportedSchemaError
+from constrain.requests import parse_request
+from constrain.tools import plan_tools
 
 SCHEMA = {
     "type": "object",
@@ -180,6 +183,20 @@ def test_outlines_core_refuses_lark_and_bad_schemas_by_name(occ):
         occ.compile(EngineGrammar("lark", 'start: "a"'))
     with pytest.raises(UnsupportedSchemaError, match="outlines_core"):
         occ.compile(EngineGrammar("json_schema", {"type": "object", "properties": {"a": {"not": {}}}}))
+
+
+def test_engines_declare_the_grammar_kinds_they_compile(occ, tokenizer):
+    assert get_engine("llguidance", tokenizer).grammar_kinds == {"json_schema", "regex", "lark"}
+    assert occ.grammar_kinds == {"json_schema", "regex"}
+
+
+def test_tools_ask_the_engine_for_lark_grammars(model, occ):
+    planner = dataclasses.replace(model.planner, engine="outlines_core")
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    request = parse_request({"messages": [{"role": "user", "content": "Hi"}], "tools": [tool]})
+    with pytest.raises(InvalidRequestError, match="needs a Lark grammar engine.*'outlines_core'") as info:
+        plan_tools(planner, request)
+    assert info.value.param == "tools"
 
 
 @pytest.mark.model

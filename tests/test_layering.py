@@ -74,3 +74,13 @@ def test_no_import_cycles():
 
 def test_the_walker_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_schema_imports_nothing_above_it():
+    """JSON Schema work is pure: it never reaches up to the engines, decoding or the model."""
+    modules = _modules()
+    allowed = ("constrain.schema", "constrain.errors", "constrain.deadline")
+    for name, path in modules.items():
+        if name.startswith("constrain.schema"):
+            above = {m for m in _imports(path, modules) if not m.startswith(allowed)}
+            assert not above, f"{name} imports {sorted(above)}"

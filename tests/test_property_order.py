@@ -17,8 +17,8 @@ import pytest
 from constrain import compile_constraint
 from constrain.errors import InvalidRequestError
 from constrain.schema import normalize_with_rules
+from constrain.schema.array_rules import ANY_INDEX, AnyKey
 from constrain.schema.order import ObjectRule
-from constrain.schema.runtime import ANY_INDEX, AnyKey
 from tests.conftest import mask_walk
 
 

@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 from pydantic import BaseModel, Field
 
-from constrain.engines.llguidance import find_keyword
 from constrain.errors import UnsupportedSchemaError
+from constrain.schema.refs import find_keyword
 from tests.conftest import read_jsonl_gz
 
 # Keywords (or keyword forms) that no exact rewrite covers; a compile error must name one.
@@ -172,7 +172,7 @@ def test_max_tokens_too_small_to_close_gives_partial_text(model):
 
 
 def test_unique_items_of_strings_in_generation(model):
-    """The model wants to repeat itself; the matcher keeps the items distinct (engines/runtime.py)."""
+    """The model wants to repeat itself; the matcher keeps the items distinct (engines/rules_matcher.py)."""
     schema = {"type": "array", "items": {"type": "string", "maxLength": 12}, "minItems": 4, "maxItems": 4,
               "uniqueItems": True}
     messages = [{"role": "user", "content": "Repeat the word cat four times as a JSON list."}]
@@ -185,7 +185,7 @@ def test_unique_items_of_strings_in_generation(model):
 
 def test_contains_in_generation(model):
     """The model counts on past 9: the matcher keeps the array open until 7 has appeared twice,
-    never lets a third 7 complete (engines/runtime.py), and the budget closer ends it in time."""
+    never lets a third 7 complete (engines/rules_matcher.py), and the budget closer ends it in time."""
     schema = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 99},
               "contains": {"const": 7}, "minContains": 2, "maxContains": 2}
     messages = [{"role": "user", "content": "List the numbers 1 to 9 as a JSON array."}]

@@ -127,6 +127,8 @@ def test_tool_choice_dialects(choice, expected):
          InvalidSchemaError, "tools.0.function.parameters.type"),
         ({"tools": [{"type": "function", "function": {"name": "f", "arguments": "{not json"}}]},
          InvalidSchemaError, "tools.0.function.arguments"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": False}}]},
+         InvalidSchemaError, "tools.0.function.parameters"),
         ({"tools": [{"type": "function", "function": {
             "name": "f", "parameters": {"type": "object", "properties": {"x": {"$dynamicRef": "#a"}}}}}]},
          UnsupportedSchemaError, "tools.0.function.parameters.properties.x"),

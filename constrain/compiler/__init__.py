@@ -1,8 +1,9 @@
 """Request -> Constraint -> grammar text. Pure: no torch, no model, no engine state."""
 
-from constrain.compiler.constraint import TEXT, Constraint, ConstraintKind, PropertyOrder, Whitespace
+from constrain.compiler.constraint import TEXT, Constraint, ConstraintKind, Whitespace
 from constrain.compiler.grammars import load_grammar, shipped_grammars
 from constrain.compiler.response_format import parse_response_format
+from constrain.schema.order import PropertyOrder
 
 __all__ = [
     "TEXT",

@@ -15,7 +15,7 @@ from constrain.decoding.handle import SequenceHandle
 from constrain.decoding.runtimes.base import Feed, Runtime, StepLogits
 from constrain.decoding.sampling import SamplingParams
 from constrain.decoding.sequence import DecodeJob
-from constrain.decoding.steps import DecodeStats, Step, TokenLogprob
+from constrain.decoding.steps import DecodeStats, Step, StepLogprob
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -29,7 +29,7 @@ __all__ = [
     "SequenceHandle",
     "Step",
     "StepLogits",
-    "TokenLogprob",
+    "StepLogprob",
     "decode",
 ]
 

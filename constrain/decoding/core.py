@@ -215,6 +215,7 @@ class DecodingCore:
                 while not self._running and not self._waiting and not self._closed:
                     self._wake.wait()
                 closed = self._closed
+                started: list[Sequence]
                 if closed:
                     started, dropped = [], list(self._waiting)
                     self._waiting.clear()
@@ -256,7 +257,7 @@ class DecodingCore:
 
     def _reuse(self, seq: Sequence) -> bool:
         """Skip the part of a new prompt the runtime already holds (a cached prefix)."""
-        held = self.runtime.start(id(seq), seq.inputs, seq.keep)
+        held = self.runtime.start(id(seq), seq.inputs, seq.keep, vision=seq.job.vision)
         seq.inputs = seq.inputs[held:]
         return True
 
@@ -369,7 +370,7 @@ class DecodingCore:
             if not seq.needs_mask:
                 continue
             if row_index in failed:
-                self._guard(seq, _raise, failed[row_index])
+                self._guard(seq, seq.fail, failed[row_index])
                 continue
             if not bool(allowed[k, : seq.vocab_size].any()):
                 self._guard(seq, _raise, GenerationError("the constraint allows no token here (engine dead end)"))

@@ -47,8 +47,8 @@ def bitmask_to_bool(bitmask: np.ndarray, vocab_size: int, device: torch.device) 
         bits = np.unpackbits(bitmask.astype("<i4", copy=False).view(np.uint8), bitorder="little")
         return torch.from_numpy(bits[:vocab_size]).view(torch.bool)
     words = torch.from_numpy(bitmask).to(device, non_blocking=True)
-    bits = (words.unsqueeze(1) >> _SHIFTS.to(device)) & 1
-    return bits.flatten()[:vocab_size].bool()
+    word_bits = (words.unsqueeze(1) >> _SHIFTS.to(device)) & 1
+    return word_bits.flatten()[:vocab_size].bool()
 
 
 def apply_token_bitmask_inplace(logits: torch.Tensor, allowed: torch.Tensor) -> None:
@@ -94,7 +94,7 @@ def greedy_tokens(logits: torch.Tensor) -> list[int]:
     """Each row's argmax."""
     if logits.device.type == "cpu" and logits.dtype == torch.float32:
         return logits.numpy().argmax(axis=1).tolist()  # type: ignore[no-any-return]
-    return torch.argmax(logits, dim=1).tolist()  # type: ignore[no-any-return]
+    return torch.argmax(logits, dim=1).tolist()
 
 
 def apply_penalties(logits: torch.Tensor, counts: torch.Tensor, params: SamplingParams) -> None:

@@ -20,7 +20,7 @@ import torch
 from constrain.decoding.budget import BudgetCloser
 from constrain.decoding.detokenizer import Detokenizer
 from constrain.decoding.sampling import SamplingParams, apply_penalties, make_generator, sample
-from constrain.decoding.steps import DecodeStats, Step, TokenLogprob
+from constrain.decoding.steps import DecodeStats, Step, StepLogprob
 from constrain.errors import GenerationError, SchemaLimitError
 from constrain.types import FinishReason
 
@@ -38,10 +38,12 @@ class DecodeJob:
     opening_bias: dict[int, float] | None = None
     # Generate exactly max_tokens (benchmarks: the same number of tokens as another run).
     ignore_eos: bool = False
+    # A prompt with images: the processor's image inputs (pixel_values...), for the prefill.
+    vision: dict[str, Any] | None = None
 
 
-def top_entry(logprobs: torch.Tensor, token: int, k: int) -> TokenLogprob:
-    entry = TokenLogprob(token, float(logprobs[token]))
+def top_entry(logprobs: torch.Tensor, token: int, k: int) -> StepLogprob:
+    entry = StepLogprob(token, float(logprobs[token]))
     if k:
         values, ids = torch.topk(logprobs, k)
         entry.top = [(int(i), float(v)) for i, v in zip(ids.tolist(), values.tolist(), strict=True)]
@@ -76,6 +78,7 @@ class Sequence:
         self.cancelled = False  # set from another thread: ends the sequence at the next step
         self.done = False
         self.handle: Any = None  # the caller's side, set by the core
+        self.steered = False  # this step's mask was narrowed by the budget closer
 
     def bind(self, handle: Any) -> None:
         """Send this row's steps to ``handle`` (the caller's side)."""
@@ -121,7 +124,7 @@ class Sequence:
         # In the distribution sampled from, a forced token had probability 1.
         top_k = self.params.top_logprobs
         for t in step.token_ids[len(step.logprobs) :]:
-            step.logprobs.append(TokenLogprob(t, 0.0, [(t, 0.0)] if top_k else []))
+            step.logprobs.append(StepLogprob(t, 0.0, [(t, 0.0)] if top_k else []))
 
     def _out_of_budget(self) -> bool:
         return self.generated >= self.max_tokens or self.cancelled
@@ -134,6 +137,12 @@ class Sequence:
                     f"the constraint is too complex for the engine at this point of the output ({message})",
                     limit="engine", param="response_format")
             raise GenerationError(f"the engine rejected {what}: {message}")
+
+    def fail(self, error: Exception) -> None:
+        """This row's mask could not be computed: the engine's own limit is the user's 400
+        (``SchemaLimitError``), anything else is raised as it is."""
+        self._check(True, "the mask")
+        raise error
 
     # ------------------------------------------------------------------ the step, in order
 
@@ -213,7 +222,9 @@ class Sequence:
 
     def narrow(self, allowed: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """The allowed tokens, narrowed by the budget closer when the budget is nearly spent."""
-        return self.closer.narrow(allowed, self.detok.text, self.generated, logits, self.matcher)
+        narrowed = self.closer.narrow(allowed, self.detok.text, self.generated, logits, self.matcher)
+        self.steered = narrowed is not allowed and not torch.equal(narrowed, allowed)
+        return narrowed
 
     def choose(self, logits: torch.Tensor, greedy_token: int | None) -> tuple[int, torch.Tensor | None]:
         """The next token from the masked logits (the batch's argmax when greedy), and the
@@ -237,9 +248,11 @@ class Sequence:
             raise GenerationError("the constraint allows no token here (engine dead end)")
         if token in self.eos_token_ids or (matcher is None and token == self.eos_free):
             if matcher is not None and not matcher.is_accepting():
+                self._check(True, "the end of the output")  # a matcher failed: its own error first
                 raise GenerationError("the model ended the output before the constraint was complete")
             return self._end("stop")
-        step = Step(token_ids=[token], text="")
+        step = Step(token_ids=[token], text="", steered=self.steered)
+        self.steered = False
         if self.params.logprobs:
             source = self.raw if self.raw is not None else dist
             assert source is not None

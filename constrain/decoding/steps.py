@@ -12,8 +12,9 @@ from constrain.types import FinishReason
 
 
 @dataclass
-class TokenLogprob:
-    """One output token's log-probability and the most likely alternatives, by token id."""
+class StepLogprob:
+    """One output token's log-probability and the most likely alternatives, by token id
+    (``constrain.types.TokenLogprob`` is its wire form, by text)."""
 
     token_id: int
     logprob: float
@@ -26,11 +27,13 @@ class Step:
 
     token_ids: list[int]
     text: str
-    logprobs: list[TokenLogprob] = field(default_factory=list)
+    logprobs: list[StepLogprob] = field(default_factory=list)
     finish_reason: FinishReason | None = None
     forced: int = 0
     # The output is complete, but only because the budget closer steered it shut (budget.py).
     closed_by_budget: bool = False
+    # The sampled token was drawn from a mask the budget closer had narrowed (the token view).
+    steered: bool = False
 
 
 @dataclass

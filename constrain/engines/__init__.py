@@ -6,11 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 from constrain.engines.base import (
+    PRETTY_WHITESPACE,
     CompiledGrammar,
     EmptyGrammar,
     Engine,
     EngineGrammar,
     EngineName,
+    GrammarKind,
     JsonOptions,
     Matcher,
 )
@@ -52,11 +54,13 @@ def create_engine(name: str, tokenizer: Any, vocab_size: int | None = None) -> E
 
 __all__ = [
     "ENGINES",
+    "PRETTY_WHITESPACE",
     "CompiledGrammar",
     "EmptyGrammar",
     "Engine",
     "EngineGrammar",
     "EngineName",
+    "GrammarKind",
     "JsonOptions",
     "Matcher",
     "create_engine",

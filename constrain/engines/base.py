@@ -14,6 +14,9 @@ import numpy as np
 
 EngineName = Literal["llguidance", "outlines_core"]
 GrammarKind = Literal["json_schema", "regex", "lark"]
+# The whitespace "pretty" JSON may hold between tokens: newlines and indentation, bounded so
+# that the model cannot loop on whitespace. The one spelling every engine and grammar uses.
+PRETTY_WHITESPACE = r"[\n ]{0,24}"
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class EngineGrammar:
     kind: GrammarKind
     source: Any
     json: JsonOptions = field(default_factory=JsonOptions)
-    # What the matcher keeps at instance paths: ArrayRule (constrain.schema.runtime), ObjectRule (schema.order).
+    # What the matcher keeps at instance paths: ArrayRule (constrain.schema.array_rules), ObjectRule (schema.order).
     rules: tuple[tuple[Any, Any], ...] = ()
 
 
@@ -72,11 +75,17 @@ class CompiledGrammar(Protocol):
 
 
 class Engine(Protocol):
-    """One engine bound to one tokenizer (the vocabulary conversion is done once, here)."""
+    """One engine bound to one tokenizer (the vocabulary conversion is done once, here).
+
+    What an engine can compile is declared in ``grammar_kinds``: callers ask that, never the
+    engine's name.
+    """
 
     name: str
+    version: str  # the engine library and its version, for fingerprints ("llguidance-1.9.1")
     vocab_size: int
     eos_token_id: int
+    grammar_kinds: frozenset[GrammarKind]
 
     def compile(self, grammar: EngineGrammar) -> CompiledGrammar:
         """Compile or raise a ``constrain.errors`` exception naming what is unsupported."""

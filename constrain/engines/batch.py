@@ -17,7 +17,8 @@ import numpy as np
 
 from constrain.engines.base import Matcher
 from constrain.engines.llguidance import LLGuidanceMatcher
-from constrain.engines.runtime import RulesMatcher
+from constrain.engines.rules_matcher import RulesMatcher
+from constrain.errors import GenerationError
 
 
 class BatchFiller:
@@ -32,15 +33,17 @@ class BatchFiller:
         that one sequence's failure ends that sequence only."""
         failed: dict[int, Exception] = {}
         native: list[tuple[llguidance.LLMatcher, int]] = []
+        filled: list[tuple[LLGuidanceMatcher, int]] = []
         rules: list[tuple[RulesMatcher, int]] = []
         for matcher, row in rows:
             if isinstance(matcher, LLGuidanceMatcher):
-                native.append((matcher.native, row))
+                filled.append((matcher, row))
             elif isinstance(matcher, RulesMatcher) and isinstance(matcher.inner, LLGuidanceMatcher):
-                native.append((matcher.inner.native, row))
+                filled.append((matcher.inner, row))
                 rules.append((matcher, row))
             else:
                 _guarded(matcher.fill_bitmask, bitmask, row, failed)
+        native = [(matcher.native, row) for matcher, row in filled]
         if len(native) == 1:
             only, row = native[0]
             view = bitmask[row]
@@ -49,6 +52,11 @@ class BatchFiller:
             if self._executor is None:
                 self._executor = llguidance.LLExecutor(num_threads=self.threads)
             llguidance.numpy.fill_next_token_bitmask_par(self._executor, native, bitmask)
+        for wrapper, row in filled:  # a matcher that failed here (its engine's limit, mostly) says so
+            error = wrapper.error()  # only by its state, and its mask then allows the end alone
+            if error is not None:
+                bitmask[row] = 0
+                failed[row] = GenerationError(f"the engine failed while computing the next mask: {error}")
         for matcher, row in rules:
             _guarded(matcher.restrict, bitmask, row, failed)
         return failed

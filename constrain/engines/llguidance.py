@@ -4,50 +4,29 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import llguidance
 import llguidance.hf
 import numpy as np
 
-from constrain.engines.base import EngineGrammar, Matcher
-from constrain.engines.runtime import RulesMatcher, TokenTable
+from constrain.engines.base import PRETTY_WHITESPACE, EngineGrammar, GrammarKind, Matcher
+from constrain.engines.rules_matcher import RulesMatcher, TokenTable
 from constrain.errors import (
     InvalidGrammarError,
     InvalidRegexError,
     SchemaLimitError,
     UnsupportedSchemaError,
 )
+from constrain.schema.refs import find_keyword
+
+if TYPE_CHECKING:
+    from llguidance._lib import JsonCompileOptions  # declared in the stub only
 
 # llguidance's own size limits (grammar size, lexer fuel, parser rows): a limit error of ours.
 _ENGINE_LIMIT = re.compile(r"too big|too complex|too large|too many|fuel|limit exceeded|items; max is", re.IGNORECASE)
 _UNIMPLEMENTED = re.compile(r'Unimplemented keys: \[(.*?)\]')
 _UNKNOWN_FORMAT = re.compile(r"Unknown format: (\S+)")
-
-
-def find_keyword(schema: Any, keyword: str, path: str = "") -> str | None:
-    """JSON pointer of the first place ``keyword`` is used as a schema keyword."""
-    if isinstance(schema, dict):
-        if keyword in schema:
-            return path or "/"
-        for key, value in schema.items():
-            # The names under these maps are property names, not keywords.
-            if key in ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas"):
-                if isinstance(value, dict):
-                    for name, sub in value.items():
-                        found = find_keyword(sub, keyword, f"{path}/{key}/{name}")
-                        if found:
-                            return found
-                continue
-            found = find_keyword(value, keyword, f"{path}/{key}")
-            if found:
-                return found
-    elif isinstance(schema, list):
-        for index, value in enumerate(schema):
-            found = find_keyword(value, keyword, f"{path}/{index}")
-            if found:
-                return found
-    return None
 
 
 class LLGuidanceMatcher:
@@ -82,11 +61,16 @@ class LLGuidanceMatcher:
         self._m.rollback(num_tokens)
 
     def error(self) -> str | None:
-        return self._m.get_error() if self._m.is_error() else None
+        return _message(self._m.get_error()) if self._m.is_error() else None
 
     def hit_limit(self) -> bool:
         """The error is the engine's own size limit (a grammar too complex here), not a bug."""
         return self._m.is_error() and _ENGINE_LIMIT.search(self._m.get_error()) is not None
+
+
+def _message(error: str) -> str:
+    """llguidance's message without its placeholder for the parser state left out of it."""
+    return error.replace("<non-verbose/>", "").strip()
 
 
 class LLGuidanceGrammar:
@@ -117,6 +101,8 @@ class LLGuidanceEngine:
     """llguidance bound to one Hugging Face tokenizer."""
 
     name = "llguidance"
+    version = f"llguidance-{llguidance.__version__}"
+    grammar_kinds: frozenset[GrammarKind] = frozenset(("json_schema", "regex", "lark"))
 
     def __init__(self, hf_tokenizer: Any, *, vocab_size: int | None = None) -> None:
         # Expensive (~0.2-1 s): done once per tokenizer, by constrain.constraints' engine cache.
@@ -134,10 +120,9 @@ class LLGuidanceEngine:
 
     def grammar_text(self, grammar: EngineGrammar) -> str:
         if grammar.kind == "json_schema":
-            options: dict[str, Any] = {"whitespace_flexible": False}
+            options: JsonCompileOptions = {"whitespace_flexible": False}
             if grammar.json.whitespace == "pretty":
-                # Newlines and indentation, bounded so that the model cannot loop on whitespace.
-                options = {"whitespace_flexible": True, "whitespace_pattern": r"[\n ]{0,24}"}
+                options = {"whitespace_flexible": True, "whitespace_pattern": PRETTY_WHITESPACE}
             return llguidance.LLMatcher.grammar_from_json_schema(grammar.source, overrides=options)
         if grammar.kind == "regex":
             return llguidance.LLMatcher.grammar_from_regex(grammar.source)
@@ -147,7 +132,7 @@ class LLGuidanceEngine:
         text = self.grammar_text(grammar)
         start = llguidance.LLMatcher(self.tokenizer, text, log_level=0, limits=self.limits)
         if start.is_error():
-            raise self._translate(grammar, start.get_error() or "unknown error")
+            raise self._translate(grammar, _message(start.get_error() or "unknown error"))
         return LLGuidanceGrammar(text, start, self, grammar.rules)
 
     @staticmethod

@@ -7,6 +7,7 @@ Lark grammars are not supported (outlines-core has no context-free parser).
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from typing import Any
 
@@ -16,11 +17,9 @@ import numpy as np
 import outlines_core
 from outlines_core.json_schema import build_regex_from_schema
 
-from constrain.engines.base import EngineGrammar
+from constrain.engines.base import PRETTY_WHITESPACE, EngineGrammar, GrammarKind
 from constrain.errors import InvalidRegexError, InvalidRequestError, UnsupportedSchemaError
 
-# Bounded whitespace for "pretty" JSON, like the llguidance engine's.
-_PRETTY_WHITESPACE = r"[\n ]{0,24}"
 # How many consumed tokens a matcher can undo; forced-token look-ahead uses the same history.
 _MAX_ROLLBACK = 512
 _MAX_FORCED = 64
@@ -117,6 +116,8 @@ class OutlinesCoreEngine:
     """outlines-core bound to one Hugging Face tokenizer."""
 
     name = "outlines_core"
+    version = f"outlines_core-{importlib.metadata.version('outlines-core')}"
+    grammar_kinds: frozenset[GrammarKind] = frozenset(("json_schema", "regex"))  # no context-free parser
 
     def __init__(self, hf_tokenizer: Any, *, vocab_size: int | None = None) -> None:
         # llguidance (a core dependency) already knows how to turn any HF tokenizer
@@ -136,10 +137,11 @@ class OutlinesCoreEngine:
     def regex(self, grammar: EngineGrammar) -> str:
         """The one regex outlines-core compiles for a grammar."""
         if grammar.kind == "json_schema":
-            whitespace = "" if grammar.json.whitespace == "compact" else _PRETTY_WHITESPACE
+            whitespace = "" if grammar.json.whitespace == "compact" else PRETTY_WHITESPACE
             source = grammar.source if isinstance(grammar.source, str) else json.dumps(grammar.source)
             try:
-                return build_regex_from_schema(source, whitespace)
+                pattern: str = build_regex_from_schema(source, whitespace)
+                return pattern
             except (ValueError, TypeError) as exc:
                 raise UnsupportedSchemaError(
                     f"the JSON Schema cannot be enforced by the engine 'outlines_core': "

@@ -3,7 +3,7 @@
 ``uniqueItems`` is exact in the grammar when at most one item can exist, or when items come
 from a small finite set (each ordering of distinct values is spelled out); ``contains`` when
 every possible item satisfies it (its counts are then lengths). Otherwise, when the caller
-allows it, the array is marked for the matcher (``schema/runtime.py``), which keeps items
+allows it, the array is marked for the matcher (``schema/array_rules.py``), which keeps items
 distinct and counts the items matching ``contains`` while tokens are generated. Anything
 else is an UnsupportedSchemaError: a looser mask is never an option.
 """
@@ -97,7 +97,7 @@ def finish(flat: Flat, values_of: Callable[[Any], list[Any] | None], conj: Conj,
     """``flat`` with ``uniqueItems`` and ``contains`` rewritten into exact native forms (or an error).
 
     With ``at_runtime``, a ``uniqueItems`` over unbounded items, or a ``contains`` that is not
-    about every item, is left to the matcher: the flat keeps a marker that ``schema/runtime.py``
+    about every item, is left to the matcher: the flat keeps a marker that ``schema/array_rules.py``
     turns into a path the matcher watches.
     """
     if "contains" in flat or "minContains" in flat or "maxContains" in flat:
@@ -147,7 +147,7 @@ def _member(value: Any, pool: list[Any] | None) -> bool:
 def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
-    return a == b
+    return bool(a == b)
 
 
 def _dedupe(values: list[Any]) -> list[Any]:

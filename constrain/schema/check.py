@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 import regex
 from jsonschema.exceptions import SchemaError, ValidationError
+from jsonschema.protocols import Validator
 
 from constrain.errors import InvalidSchemaError, UnsupportedSchemaError
 from constrain.schema.limits import check_limits
@@ -21,7 +22,7 @@ def pointer(path: Any) -> str:
     return "/" + "/".join(parts) if parts else ""
 
 
-def _validator_class(schema: Any) -> type:
+def _validator_class(schema: Any) -> type[Validator]:
     # The dialect comes from "$schema"; without one, 2020-12 (what the spec and our users write).
     return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
 
@@ -31,8 +32,9 @@ def _validator_class(schema: Any) -> type:
 
 
 @lru_cache(maxsize=1024)
-def ecma_matcher(pattern: str) -> Any:
+def ecma_matcher(pattern: str) -> Callable[[str], bool] | None:
     """A predicate: does a string contain a match of the ECMA ``pattern``? None if we cannot tell."""
+    translated: str | Literal[False] | None
     try:
         translated = ecma_to_engine(pattern, "")
     except UnsupportedSchemaError:
@@ -105,14 +107,14 @@ def _flat_meta_schema_2020() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=16)
-def _meta_validator(cls: type) -> Any:
+def _meta_validator(cls: type[Validator]) -> Validator:
     if cls is jsonschema.Draft202012Validator:
         return jsonschema.Draft202012Validator(_flat_meta_schema_2020(), format_checker=_format_checker(cls))
     meta_cls = jsonschema.validators.validator_for(cls.META_SCHEMA, default=cls)
     return meta_cls(cls.META_SCHEMA, format_checker=_format_checker(cls))
 
 
-def _format_checker(cls: type) -> jsonschema.FormatChecker:
+def _format_checker(cls: type[Validator]) -> jsonschema.FormatChecker:
     checker = jsonschema.FormatChecker()
     checker.checkers = dict(cls.FORMAT_CHECKER.checkers)
     checker.checkers["regex"] = (lambda value: not isinstance(value, str) or is_ecma_regex(value), ())
@@ -120,14 +122,15 @@ def _format_checker(cls: type) -> jsonschema.FormatChecker:
 
 
 @lru_cache(maxsize=16)
-def _ecma_class(cls: type) -> type:
+def _ecma_class(cls: type[Validator]) -> type[Validator]:
     # `dependencies` is still met from 2019-09 on, as the normaliser enforces it (the suite's
     # "dependencies-compatibility"); jsonschema's 2019-09/2020-12 classes ignore it.
     keywords = {"pattern": _ecma_pattern, "dependencies": jsonschema.Draft7Validator.VALIDATORS["dependencies"]}
-    return jsonschema.validators.extend(cls, keywords)
+    extended: type[Validator] = jsonschema.validators.extend(cls, keywords)
+    return extended
 
 
-def check_schema(schema: Any, *, param: str = "schema") -> Any:
+def check_schema(schema: object, *, param: str = "schema") -> dict[str, Any] | bool:
     """Return ``schema`` if it is a valid JSON Schema (object or boolean), else raise InvalidSchemaError."""
     if not isinstance(schema, dict | bool):
         raise InvalidSchemaError(
@@ -152,7 +155,7 @@ def check_schema(schema: Any, *, param: str = "schema") -> Any:
 
 
 @lru_cache(maxsize=256)
-def _validator_for_text(schema_text: str) -> Any:
+def _validator_for_text(schema_text: str) -> Validator:
     import json
 
     schema = json.loads(schema_text)

@@ -107,20 +107,20 @@ class Algebra:
             return [flat] if flat["enum"] else []
         if "$ref" in flat:
             return [flat]
-        kinds = set(kinds_of(flat) if kinds is None else kinds)
+        live = set(kinds_of(flat) if kinds is None else kinds)
         flat.pop("type", None)
-        if "string" in kinds and not scalars.string_feasible(flat):
-            kinds.discard("string")
-        if kinds & {"integer", "float"}:
+        if "string" in live and not scalars.string_feasible(flat):
+            live.discard("string")
+        if live & {"integer", "float"}:
             possible = scalars.number_kinds(flat)
-            kinds -= {"integer", "float"} - possible
-        if "object" in kinds and not objects.feasible(flat):
-            kinds.discard("object")
-        if "array" in kinds and not arrays.feasible(flat):
-            kinds.discard("array")
-        if "float" in kinds and "integer" not in kinds:
-            kinds.discard("float")  # never unsound: a non-integer-only number set is not expressible
-        result = set_kinds(flat, kinds, pointer)
+            live -= {"integer", "float"} - possible
+        if "object" in live and not objects.feasible(flat):
+            live.discard("object")
+        if "array" in live and not arrays.feasible(flat):
+            live.discard("array")
+        if "float" in live and "integer" not in live:
+            live.discard("float")  # never unsound: a non-integer-only number set is not expressible
+        result = set_kinds(flat, live, pointer)
         return [] if result is None else [result]
 
     # ------------------------------------------------------------------ not
@@ -260,7 +260,8 @@ def _value_kind(value: Any) -> str:
         return "integer"
     if isinstance(value, float):
         return "float"
-    return {dict: "object", list: "array", str: "string"}[type(value)]
+    names: dict[type, str] = {dict: "object", list: "array", str: "string"}
+    return names[type(value)]
 
 
 def _scalars(values: list[Any]) -> bool:

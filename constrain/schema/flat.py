@@ -26,7 +26,7 @@ MAX_BRANCHES = 64
 # What each keyword constrains; a keyword of one kind says nothing about values of another.
 OBJECT_KEYWORDS = ("properties", "patternProperties", "additionalProperties", "required", "minProperties",
                    "maxProperties")
-# Private markers of arrays whose rules the matcher keeps (schema/runtime.py, engines/runtime.py):
+# Private markers of arrays whose rules the matcher keeps (schema/array_rules.py, engines/rules_matcher.py):
 # distinct items; items matching a schema counted. The source is the user's `contains` subschema,
 # self-contained, which the matcher validates items against.
 UNIQUE_AT_RUNTIME = "_unique_at_runtime"
@@ -70,7 +70,7 @@ def set_kinds(flat: Flat, kinds: frozenset[str] | set[str], pointer: str = "") -
         return flat
     if "float" in kinds and "integer" not in kinds:
         raise unsupported("a number that is not an integer cannot be expressed", "type", pointer)
-    names = [k for k in ("null", "boolean", "object", "array", "string") if k in kinds]
+    names: list[str] = [k for k in ("null", "boolean", "object", "array", "string") if k in kinds]
     if "float" in kinds:
         names.append("number")
     elif "integer" in kinds:

@@ -33,6 +33,7 @@ from constrain.errors import (
     UnsupportedSchemaError,
 )
 from constrain.schema import arrays, objects, order, scalars
+from constrain.schema.array_rules import ArrayRule, Path, split_runtime
 from constrain.schema.combinators import Algebra
 from constrain.schema.dialects import DRAFT2019, at_least, dialect_of, upgrade
 from constrain.schema.flat import (
@@ -48,10 +49,9 @@ from constrain.schema.flat import (
     unsupported,
 )
 from constrain.schema.limits import MAX_REF_DEPTH
-from constrain.schema.order import PropertyOrder
+from constrain.schema.order import ObjectRule, PropertyOrder
 from constrain.schema.patterns import ecma_to_engine
-from constrain.schema.refs import ROOT_URI, RefIndex, escape
-from constrain.schema.runtime import Path, split_runtime
+from constrain.schema.refs import ROOT_URI, RefIndex, escape, find_keyword
 from constrain.schema.strings import rewrite_string_keywords
 
 _COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains",
@@ -60,29 +60,40 @@ _APPLICATORS = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", 
                 "$dynamicRef", "$recursiveRef")
 
 
+# The instance paths the matcher watches, each with the rule it keeps there.
+Rules = tuple[tuple[Path, ArrayRule | ObjectRule], ...]
+
+
 def normalize_with_rules(schema: Any, *, close_objects: bool = False, param: str = "schema",
-                         property_order: PropertyOrder = "schema") -> tuple[Any, tuple[tuple[Path, Any], ...]]:
+                         property_order: PropertyOrder = "schema") -> tuple[Any, Rules]:
     """Like :func:`normalize`, but ``uniqueItems`` and ``contains`` with no exact grammar form are
     left to the matcher, and with ``property_order="any"`` so are repeated and missing keys of the
     objects whose keys may come in any order (:mod:`order`): (the schema for the engine, the
     instance paths the matcher watches, each with its ArrayRule or ObjectRule)."""
-    return normalize(schema, close_objects=close_objects, param=param, at_runtime=True, property_order=property_order)
+    return _normalize(schema, close_objects, param, True, property_order)
 
 
-def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema", at_runtime: bool = False,
+def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema",
               property_order: PropertyOrder = "schema") -> Any:
     """An equivalent schema for the engine; with ``close_objects``, objects allow declared properties only.
 
     Raises UnsupportedSchemaError (``param`` names the field: ``schema.properties.x.oneOf``)
     for a keyword that has no exact engine form, UnsatisfiableSchemaError when nothing can match.
     """
+    out, _ = _normalize(schema, close_objects, param, False, property_order)
+    return out
+
+
+def _normalize(schema: Any, close_objects: bool, param: str, at_runtime: bool,
+               property_order: PropertyOrder) -> tuple[Any, Rules]:
     if schema is False:
         raise UnsatisfiableSchemaError(f"`{param}` is the schema `false`, which no output can match", param=param)
     try:
         normalizer = Normalizer(schema, close_objects, at_runtime)
         out = normalizer.run()
         if not at_runtime:
-            return out
+            return out, ()
+        rules: Rules
         out, rules = split_runtime(out) if normalizer.marked else (out, ())
         if property_order == "any":
             at = order.places(schema, refs_ignore_siblings=not at_least(normalizer.dialect, DRAFT2019))
@@ -111,8 +122,6 @@ _DERIVED_FROM = {
 
 def _name_the_users_keyword(schema: Any, exc: UnsupportedSchemaError) -> None:
     """If the failing keyword is one the rewrite introduced, point at the one the user wrote."""
-    from constrain.engines.llguidance import find_keyword
-
     if not exc.keyword or not isinstance(schema, dict):
         return
     node: Any = schema
@@ -185,9 +194,9 @@ class Normalizer:
         node = upgrade(node, self.dialect)
         if "$ref" in node and not at_least(self.dialect, DRAFT2019):
             node = {"$ref": node["$ref"]}  # before 2019-09, $ref's siblings are ignored
-        own = self.index.id_of(node)
-        if own:
-            base = urljoin(base, own)
+        own_id = self.index.id_of(node)
+        if own_id:
+            base = urljoin(base, own_id)
         for keyword in ("$dynamicRef", "$recursiveRef"):
             if keyword in node:
                 raise unsupported("dynamic references are not supported", keyword, pointer)
@@ -491,7 +500,7 @@ class Normalizer:
         """Engine spelling: string keywords through ``rewrite_string_keywords``; no private keys."""
         if not isinstance(node, dict):
             return node
-        out = {}
+        out: dict[str, Any] = {}
         for key, value in node.items():
             if key in ("properties", "$defs"):
                 out[key] = {k: self._finish(v, f"{pointer}/{key}/{escape(k)}") for k, v in value.items()}
@@ -508,7 +517,7 @@ class Normalizer:
         if "enum" in out:
             return _spell_values(out["enum"])
         out = scalars.integer_step(out, pointer)
-        extra = out.pop("_patterns", [])
+        extra: list[str] = out.pop("_patterns", [])
         if any(k in out for k in ("pattern", "format", "contentEncoding", "contentMediaType", "contentSchema")):
             out = rewrite_string_keywords(out, pointer, dialect=self.schema_uri)
         for pattern in extra:

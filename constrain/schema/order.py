@@ -14,7 +14,7 @@ its mask admits that order only, although JSON objects are unordered. With
   ``$defs`` entry stays ordered elsewhere): declared properties become exact-name
   ``patternProperties``, which the engine accepts in any order, but also twice and without
   the required ones;
-* the matcher keeps the rest with an ``ObjectRule`` (``constrain.engines.runtime``): a key
+* the matcher keeps the rest with an ``ObjectRule`` (``constrain.engines.rules_matcher``): a key
   never repeats, a key being written stays a prefix of an unused name, a comma needs a name
   left, and ``}`` comes only when the object has the required keys of its form. Where the
   engine's forms at a place require different names, ``}`` needs the object valid against the
@@ -37,9 +37,9 @@ from urllib.parse import unquote
 
 import regex
 
+from constrain.schema.array_rules import ANY_INDEX, AnyKey, Path
 from constrain.schema.check import ecma_matcher
 from constrain.schema.patterns import escape_char
-from constrain.schema.runtime import ANY_INDEX, AnyKey, Path
 
 PropertyOrder = Literal["schema", "any"]
 MAX_PLACES = 2000  # object places followed per schema (deep shared definitions fan out)

@@ -38,6 +38,31 @@ def escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
+def find_keyword(schema: Any, keyword: str, path: str = "") -> str | None:
+    """JSON pointer of the first place ``keyword`` is used as a schema keyword."""
+    if isinstance(schema, dict):
+        if keyword in schema:
+            return path or "/"
+        for key, value in schema.items():
+            # The names under these maps are property names, not keywords.
+            if key in ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas"):
+                if isinstance(value, dict):
+                    for name, sub in value.items():
+                        found = find_keyword(sub, keyword, f"{path}/{key}/{name}")
+                        if found:
+                            return found
+                continue
+            found = find_keyword(value, keyword, f"{path}/{key}")
+            if found:
+                return found
+    elif isinstance(schema, list):
+        for index, value in enumerate(schema):
+            found = find_keyword(value, keyword, f"{path}/{index}")
+            if found:
+                return found
+    return None
+
+
 class RefIndex:
     """Every resource (``$id``) and anchor of one document; built once per normalisation."""
 
@@ -65,8 +90,9 @@ class RefIndex:
 
     def _anchor_of(self, node: dict[str, Any]) -> str | None:
         for key in ("$anchor", "$dynamicAnchor"):
-            if isinstance(node.get(key), str):
-                return node[key]
+            anchor = node.get(key)
+            if isinstance(anchor, str):
+                return anchor
         key = "$id" if at_least(self.dialect, DRAFT6) else "id"
         value = node.get(key)
         if isinstance(value, str) and "#" in value and not at_least(self.dialect, DRAFT2019):

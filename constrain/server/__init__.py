@@ -10,11 +10,16 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
 from constrain.decoding.core import DEFAULT_MAX_BATCH
+from constrain.errors import InvalidRequestError
+from constrain.images import ImagePolicy
 from constrain.server.app import create_app
+from constrain.server.playground import url as playground_url
+from constrain.server.shutdown import DEFAULT_SHUTDOWN_GRACE_S, draining_server
 
 __all__ = ["create_app", "serve"]
 
@@ -32,13 +37,30 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def served_models(values: list[str] | str | None) -> str | None | dict[str, str | None]:
+    """``--model`` values: one PATH (served under any name), or NAME=PATH pairs (several)."""
+    if values is None or isinstance(values, str):
+        return values
+    if len(values) == 1 and "=" not in values[0]:
+        return values[0]
+    served: dict[str, str | None] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise InvalidRequestError(f"--model {value!r}: with several models, each is NAME=PATH", param="model")
+        if name.strip() in served:
+            raise InvalidRequestError(f"--model: the name {name.strip()!r} is given twice", param="model")
+        served[name.strip()] = path.strip()
+    return served
+
+
 def serve(args: Any) -> int:
     """Run the server from parsed ``constrain serve`` arguments; returns when it stops."""
     import uvicorn
 
     keys = [*args.api_key, *[k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]]
     app = create_app(
-        args.model,
+        served_models(args.model),
         engine=args.engine,
         property_order="any" if getattr(args, "any_order", False) else "schema",
         api_keys=keys,
@@ -49,11 +71,21 @@ def serve(args: Any) -> int:
         cache_size=getattr(args, "cache_size", 256),
         compile_timeout_s=getattr(args, "compile_timeout", DEFAULT_COMPILE_TIMEOUT_S),
         max_compiles=getattr(args, "max_compiles", None),
+        shutdown_grace_s=getattr(args, "shutdown_grace", DEFAULT_SHUTDOWN_GRACE_S),
+        body_timeout_s=getattr(args, "body_timeout", 30.0),
+        load_models_at_start=getattr(args, "load_models", "start") == "start",
+        image_policy=ImagePolicy(
+            fetch_domains=tuple(d.strip() for d in getattr(args, "allow_image_fetch", "").split(",") if d.strip()),
+            allow_private=getattr(args, "allow_private_image_hosts", False),
+            local_root=Path(args.allowed_local_media_path) if getattr(args, "allowed_local_media_path", None) else None,
+        ),
     )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     if not keys and not _is_loopback(args.host):
         log.warning("serving on %s without --api-key: anyone who can reach this address can use it", args.host)
     log.info("API keys: %s", f"{len(keys)} configured" if keys else "none (open)")
-    # A bounded graceful shutdown: open streams are cut (and their generations stopped) after 5 s.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)
+    log.info("Playground: %s", playground_url(args.host, args.port))
+    # SIGTERM drains first (constrain.server.shutdown); uvicorn's own shutdown then has 5 s more.
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)
+    draining_server(config, app.state.constrain.drain).run()
     return 0

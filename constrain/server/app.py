@@ -1,6 +1,6 @@
 """The ASGI app: routes, request checks in order, and the wiring of loader, queue, cache and SSE.
 
-Order of checks for a chat completion: key (401) -> headers (400) -> body size (413) and time (408) -> JSON
+Order of checks for a chat completion: key (401) -> draining (503) -> headers (400) -> body size (413) and time (408) -> JSON
 (400) -> model ready (503, or wait) -> request valid (400) -> cache -> queue room (429) ->
 generate in the model's batch. Everything raised before the response starts becomes an HTTP error in
 ``errors.error_response``; after a stream started, an SSE error event.
@@ -13,12 +13,13 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -26,13 +27,17 @@ from starlette.routing import Route
 from constrain.compiler import PropertyOrder
 from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S, CompileSlots
 from constrain.decoding import DEFAULT_MAX_BATCH
-from constrain.errors import InvalidRequestError, RequestTimeoutError, RequestTooLargeError
+from constrain.errors import InvalidRequestError, RequestTimeoutError, RequestTooLargeError, ShuttingDownError
+from constrain.images import ImagePolicy
 from constrain.model import Model
+from constrain.server import playground
 from constrain.server.auth import ApiKeys
 from constrain.server.cache import LRUCache
 from constrain.server.errors import error_response
 from constrain.server.generation import Cached, GenerationLog, admit, complete, replay, start_stream
 from constrain.server.loader import DEFAULT_LOAD_ESTIMATE_S, ModelHolder
+from constrain.server.models import ModelRegistry, ModelSource
+from constrain.server.shutdown import DEFAULT_SHUTDOWN_GRACE_S, FLIGHT_KEY, Drain, DrainTracking, Flight
 from constrain.server.sse import EventStreamResponse
 
 log = logging.getLogger("constrain.server")
@@ -44,7 +49,7 @@ DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 class ServerState:
     """Everything a request handler needs; one per app, in ``app.state.constrain``."""
 
-    holder: ModelHolder
+    models: ModelRegistry
     keys: ApiKeys
     max_queue: int
     cache: LRUCache[Cached]
@@ -55,6 +60,12 @@ class ServerState:
     keepalive_s: float
     compile_timeout_s: float | None
     compile_slots: CompileSlots
+    drain: Drain
+
+    @property
+    def holder(self) -> ModelHolder:
+        """The default (first) model's holder."""
+        return self.models.default
 
 
 def _flag(request: Request, name: str, default: bool) -> bool:
@@ -124,11 +135,6 @@ def _state(request: Request) -> ServerState:
     return request.app.state.constrain  # type: ignore[no-any-return]
 
 
-async def _model(request: Request) -> Model:
-    state = _state(request)
-    return await state.holder.get(wait=_flag(request, "x-wait-for-model", False))
-
-
 def _errors_as_json(handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Any]]:
     async def wrapped(request: Request) -> Any:
         try:
@@ -146,14 +152,17 @@ def _errors_as_json(handler: Callable[[Request], Awaitable[Any]]) -> Callable[[R
 async def chat_completions(request: Request) -> Any:
     state = _state(request)
     state.keys.check(request.headers.get("authorization"))
+    state.drain.check_open()
+    flight: Flight = request.scope[FLIGHT_KEY]
     use_cache = _flag(request, "x-use-cache", True)
     wait = _flag(request, "x-wait-for-model", False)
     body = await _read_json(request, state.max_request_bytes, state.body_timeout_s)
-    model = await state.holder.get(wait=wait)
+    model = await state.models.pick(body.get("model")).get(wait=wait)
     admitted = await asyncio.to_thread(
         admit, model, body, cache=state.cache, use_cache=use_cache, max_tokens_limit=state.max_tokens_limit,
         compile_timeout_s=state.compile_timeout_s, compile_slots=state.compile_slots,
     )
+    flight.check()  # the grace period ended while this request was compiling
     cached = admitted.cached
     headers = {"x-cache": "hit" if cached is not None else "miss"}
 
@@ -162,19 +171,23 @@ async def chat_completions(request: Request) -> Any:
             return EventStreamResponse(replay(cached), headers=headers, keepalive_s=state.keepalive_s)
         events, stop = start_stream(model, admitted, max_queue=state.max_queue, cache=state.cache,
                                     log=state.generations)
+        flight.on_end(lambda: stop(ShuttingDownError()))
         return EventStreamResponse(events, on_disconnect=stop, headers=headers, keepalive_s=state.keepalive_s)
 
     if isinstance(cached, bytes):
         return Response(cached, media_type="application/json", headers=headers)
     disconnected = asyncio.Event()
+    flight.on_end(disconnected.set)
     watcher = asyncio.create_task(_watch_disconnect(request, disconnected))
     try:
         answer = await complete(model, admitted, max_queue=state.max_queue, cache=state.cache,
                                 log=state.generations, disconnected=disconnected)
     finally:
         watcher.cancel()
-    if answer is None:  # the client left; nobody reads this
-        return Response(status_code=499)
+    if answer is None:
+        if flight.ended:
+            raise ShuttingDownError()
+        return Response(status_code=499)  # the client left; nobody reads this
     return Response(answer, media_type="application/json", headers=headers)
 
 
@@ -182,14 +195,15 @@ async def chat_completions(request: Request) -> Any:
 async def list_models(request: Request) -> JSONResponse:
     state = _state(request)
     state.keys.check(request.headers.get("authorization"))
-    model = await _model(request)
-    card = {"id": model.name, "object": "model", "created": 0, "owned_by": "constrain"}
-    return JSONResponse({"object": "list", "data": [card]})
+    if len(state.models) == 1:  # one model: listed under its own name once loaded (503 until then)
+        model = await state.holder.get(wait=_flag(request, "x-wait-for-model", False))
+        return JSONResponse({"object": "list", "data": [state.models.card(model.name, state.holder)]})
+    return JSONResponse({"object": "list", "data": [state.models.card(name, holder) for name, holder in state.models]})
 
 
 @_errors_as_json
 async def health(request: Request) -> JSONResponse:
-    """Open (no key): 200 when ready, 503 while loading, 500 if the load failed."""
+    """Open (no key): 200 when ready, 503 while loading or draining, 500 if the load failed."""
     state = _state(request)
     holder = state.holder
     queue: dict[str, Any] = {"waiting": 0, "running": 0, "max_queue": state.max_queue}
@@ -207,10 +221,15 @@ async def health(request: Request) -> JSONResponse:
         "cache": {"entries": len(state.cache), "hits": state.cache.hits, "misses": state.cache.misses},
         "decode": decode,
     }
+    if len(state.models) > 1:
+        body["models"] = {name: each.state for name, each in state.models}
     if holder.model is not None:
         body["model"] = holder.model.name
+        if state.drain.draining:
+            body.update(status="draining", in_flight=state.drain.in_flight)
+            return JSONResponse(body, status_code=503)
         return JSONResponse(body)
-    if holder.state == "loading":
+    if holder.state in ("loading", "not_loaded"):
         body["estimated_time"] = holder.estimated_time()
         body["waiting_for_model"] = holder.waiting
         return JSONResponse(body, status_code=503)
@@ -224,7 +243,7 @@ async def _route_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    model: Model | str | Callable[[], Model] | None = None,
+    model: Model | str | Callable[[], Model] | Mapping[str, Model | str | Callable[[], Model] | None] | None = None,
     *,
     engine: str = "llguidance",
     property_order: PropertyOrder = "schema",
@@ -239,16 +258,24 @@ def create_app(
     load_estimate_s: float = DEFAULT_LOAD_ESTIMATE_S,
     compile_timeout_s: float | None = DEFAULT_COMPILE_TIMEOUT_S,
     max_compiles: int | None = None,
+    shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S,
+    load_models_at_start: bool = True,
+    image_policy: ImagePolicy | None = None,
 ) -> Starlette:
-    """The HTTP app serving ``model``: a loaded Model, a path (or None: the embedded model), or a factory.
+    """The HTTP app serving ``model``: a loaded Model, a path (or None: the embedded model), a
+    factory, or a mapping of served names to those (several models, each in its own batch; see
+    ``constrain.server.models`` for how a request's ``model`` picks one).
 
-    A path, None or a factory is loaded in the background when the app starts; requests get 503
-    until it is ready (or wait, with ``x-wait-for-model: true``). Requests run together in the
+    A path, None or a factory is loaded in the background when the app starts (or on its first
+    request, with ``load_models_at_start=False``); requests get 503 until it is ready (or wait,
+    with ``x-wait-for-model: true``). ``image_policy``: where image parts may come from, for a
+    vision-language model loaded here (default: ``data:`` URLs only). Requests run together in the
     model's batch (``max_batch``, for a model loaded here); ``max_queue`` more may wait for a
     place, beyond that they get 429. Compiling a request's constraints ends by
     ``compile_timeout_s`` (400 ``compile_timeout``); at most ``max_compiles`` compiles run at
     once (default: half the CPU cores), so that hostile schemas cannot take the CPU from
-    generation; a request whose constraint is cached needs no compile.
+    generation; a request whose constraint is cached needs no compile. On SIGTERM (``serve``),
+    requests in flight get ``shutdown_grace_s`` to finish (see ``constrain.server.shutdown``).
     """
     if max_compiles is None:
         max_compiles = max(1, (os.cpu_count() or 2) // 2)
@@ -256,22 +283,28 @@ def create_app(
                                ("max_compiles", max_compiles, 1)):
         if not isinstance(value, int) or value < least:
             raise InvalidRequestError(f"`{name}` must be a whole number >= {least}, got {value!r}", param=name)
+    for name, seconds in (("shutdown_grace_s", shutdown_grace_s), ("body_timeout_s", body_timeout_s)):
+        if not (isinstance(seconds, int | float) and seconds >= 0):
+            raise InvalidRequestError(f"`{name}` must be a number of seconds >= 0, got {seconds!r}", param=name)
     if compile_timeout_s is not None and not (isinstance(compile_timeout_s, int | float) and compile_timeout_s > 0):
         raise InvalidRequestError(f"`compile_timeout_s` must be a number of seconds > 0, got {compile_timeout_s!r}",
                                   param="compile_timeout_s")
-    if isinstance(model, Model) or callable(model):
-        source: Model | Callable[[], Model] = model  # type: ignore[assignment]
-    else:
-        path = model
+    def source(given: Model | str | Callable[[], Model] | None) -> ModelSource:
+        if isinstance(given, Model) or callable(given):
+            return given
 
-        def source() -> Model:
+        def load() -> Model:
             import constrain
 
-            return constrain.load(path, engine=engine, property_order=property_order, max_batch=max_batch,
-                                  compile_timeout_s=compile_timeout_s)
+            return constrain.load(given, engine=engine, property_order=property_order, max_batch=max_batch,
+                                  compile_timeout_s=compile_timeout_s, image_policy=image_policy)
 
+        return load
+
+    given = model if isinstance(model, Mapping) else {"default": model}
     state = ServerState(
-        holder=ModelHolder(source, load_estimate_s=load_estimate_s),
+        models=ModelRegistry({name: source(each) for name, each in given.items()},
+                             load_estimate_s=load_estimate_s, load_at_start=load_models_at_start),
         keys=ApiKeys(api_keys),
         max_queue=max_queue,
         cache=LRUCache(cache_size),
@@ -282,11 +315,12 @@ def create_app(
         keepalive_s=keepalive_s,
         compile_timeout_s=compile_timeout_s,
         compile_slots=CompileSlots(max_compiles),
+        drain=Drain(shutdown_grace_s),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.holder.start()
+        state.models.start()
         yield
 
     routes = [
@@ -294,7 +328,9 @@ def create_app(
         Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        *playground.routes(),  # the web page at `/` and its assets (constrain/server/playground.py)
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _route_error})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _route_error},
+                    middleware=[Middleware(DrainTracking, drain=state.drain)])
     app.state.constrain = state
     return app

@@ -21,6 +21,7 @@ from constrain.errors import (
     InvalidRequestError,
     ModelNotReadyError,
     OverloadedError,
+    ShuttingDownError,
 )
 
 log = logging.getLogger("constrain.server")
@@ -68,8 +69,9 @@ def error_body(exc: ConstrainError) -> dict[str, Any]:
 
 def _header_safe(text: str) -> str:
     """One line of visible Latin-1: a header may hold no control character (a NUL from a user's
-    field name would make the HTTP layer drop the connection instead of answering)."""
-    flat = " ".join(text.split())[:500]
+    field name would make the HTTP layer drop the connection instead of answering), nor end in
+    a space (a message cut at 500 characters may)."""
+    flat = " ".join(text.split())[:500].rstrip()
     return "".join(c if 32 <= ord(c) < 127 or 160 <= ord(c) < 256 else "?" for c in flat)
 
 
@@ -81,6 +83,8 @@ def error_response(exc: BaseException) -> JSONResponse:
         headers["retry-after"] = str(max(1, round(error.estimated_time)))
     elif isinstance(error, OverloadedError):
         headers["retry-after"] = "1"
+    elif isinstance(error, ShuttingDownError):
+        headers["connection"] = "close"  # this replica is going away: do not reuse the connection
     if error.status_code == 401:
         headers["www-authenticate"] = "Bearer"
     return JSONResponse(error_body(error), status_code=error.status_code, headers=headers)

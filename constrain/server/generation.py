@@ -143,8 +143,9 @@ async def complete(
 
 def start_stream(
     model: Model, admitted: Admitted, *, max_queue: int | None, cache: LRUCache[Cached], log: GenerationLog
-) -> tuple[asyncio.Queue[bytes | None], Callable[[], None]]:
-    """Submit a stream; returns its event queue and the stop callback for a disconnect.
+) -> tuple[asyncio.Queue[bytes | None], Callable[..., None]]:
+    """Submit a stream; returns its event queue and the stop callback: for a disconnect, or with
+    the reason to send as the stream's last event when the server ends it.
 
     Raises OverloadedError (429) when the waiting line is full, before any byte is sent.
     """
@@ -181,10 +182,13 @@ def start_stream(
 
     task = asyncio.ensure_future(produce())
 
-    def stop() -> None:
+    def stop(reason: BaseException | None = None) -> None:
         if not stopped and not handle.finished:
             stopped.append(_stop(handle))
+        ending = not task.done()
         task.cancel()
+        if reason is not None and ending:
+            events.put_nowait(sse_error_event(reason))  # before the end its cancelled producer puts
 
     return events, stop
 

@@ -41,9 +41,12 @@ class ModelHolder:
 
     @property
     def state(self) -> str:
+        """``ready``, ``loading``, ``error``, or ``not_loaded`` (a model loaded on first use)."""
         if self._model is not None:
             return "ready"
-        return "error" if self._error is not None else "loading"
+        if self._error is not None:
+            return "error"
+        return "loading" if self._task is not None else "not_loaded"
 
     def start(self) -> None:
         """Begin loading in a worker thread (idempotent); must run on the event loop."""

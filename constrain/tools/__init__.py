@@ -44,13 +44,13 @@ def plan_tools(model: Planner, request: ChatCompletionRequest) -> Plan | None:
     setup = resolve(request, close_objects=True)
     if setup is None and not has_tool_history(request):
         return None
-    prompt = render_with_tools(model.tokenizer, request.messages, setup, request.tool_prompt)
+    prompt = render_with_tools(model.tokenizer, request.messages, setup, request.tool_prompt, images=model.images)
     text = model.compile(request.response_format)  # the text branch; errors name response_format
     if setup is None or setup.mode == "none":
         return Plan(prompt=prompt, compiled=text, parser=ContentParser())
-    if model.engine != "llguidance":
+    if "lark" not in text.engine.grammar_kinds:
         raise InvalidRequestError(
-            f"tool calling needs a Lark grammar engine; this model uses {model.engine!r} (load it with "
+            f"tool calling needs a Lark grammar engine; this model uses {text.engine.name!r} (load it with "
             "engine='llguidance')",
             param="tools",
         )

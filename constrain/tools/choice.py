@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from constrain.errors import InvalidSchemaError, ToolChoiceError
+from constrain.errors import InvalidSchemaError, ToolChoiceError, UnsatisfiableSchemaError
 from constrain.schema import check_schema, normalize
 from constrain.types import ChatCompletionRequest, Tool
 
@@ -106,12 +106,14 @@ def _argument_schema(tool: Tool, index: int, close_objects: bool) -> ToolSpec:
     key = "parameters" if fn.parameters is not None else "arguments"
     param = f"tools.{index}.function.{key}"
     try:
-        schema = fn.schema_()
+        given = fn.schema_()
     except json.JSONDecodeError as exc:
         raise InvalidSchemaError(f"`{param}` is not valid JSON: {exc}", param=param) from None
+    schema = check_schema(given, param=param)
     if schema is True:
         schema = {}
-    check_schema(schema, param=param)
+    if schema is False:
+        raise UnsatisfiableSchemaError(f"`{param}` is the schema `false`, which no call can match", param=param)
     declared = schema.get("type")
     if declared is not None and declared != "object" and not (isinstance(declared, list) and "object" in declared):
         raise InvalidSchemaError(

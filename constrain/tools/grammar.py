@@ -13,6 +13,7 @@ from typing import Any
 
 from constrain.compiler import Constraint, Whitespace, load_grammar
 from constrain.constraints import engine_grammar
+from constrain.engines import PRETTY_WHITESPACE
 from constrain.tools.choice import ToolSetup
 from constrain.vocab import prefix_tokens
 
@@ -22,7 +23,7 @@ _REPLACED = ("start:", "call:", "args:", "NAME:")
 # Text that could be mistaken for calls is not text: the parser decides on the first bytes.
 _NOT_CALLS = r"~/<tool_call>(.|\n)*/"
 _COMPACT = {"whitespace_flexible": False}
-_PRETTY = {"whitespace_flexible": True, "whitespace_pattern": r"[\n ]{0,24}"}
+_PRETTY = {"whitespace_flexible": True, "whitespace_pattern": PRETTY_WHITESPACE}
 
 
 def call_head(name: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from constrain.prompt import message_dicts, render, template_renders_tools
+from constrain.chat_template import message_dicts, render, template_renders_tools
 from constrain.tools.choice import ToolSetup
 from constrain.tools.grammar import format_calls
 from constrain.types import Message
@@ -86,11 +86,12 @@ def _as_object(arguments: str) -> Any:
 
 
 def render_with_tools(
-    tokenizer: Any, messages: list[Message], setup: ToolSetup | None, tool_prompt: str | None = None
+    tokenizer: Any, messages: list[Message], setup: ToolSetup | None, tool_prompt: str | None = None,
+    *, images: bool = False,
 ) -> str:
     """The prompt for a request with tools (or with tool history); ``tool_choice="none"`` shows no tools."""
     native = template_renders_tools(tokenizer)
-    dicts = _history(message_dicts(messages), native)
+    dicts = _history(message_dicts(messages, images=images), native)
     show = setup is not None and setup.mode != "none"
     if not show:
         return render(tokenizer, dicts)
@@ -98,7 +99,7 @@ def render_with_tools(
     block = tools_text(setup, tool_prompt) if not native else (
         (tool_prompt + "\n" if tool_prompt else "") + format_instruction(setup)
     )
-    if dicts and dicts[0]["role"] in ("system", "developer"):
+    if dicts and dicts[0]["role"] in ("system", "developer") and isinstance(dicts[0]["content"], str):
         dicts[0] = {**dicts[0], "content": (dicts[0]["content"] + "\n\n" + block).strip()}
     else:
         dicts.insert(0, {"role": "system", "content": block})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -160,3 +161,78 @@ malformed_bodies = lambda: st.one_of(  # noqa: E731 - a strategy factory, like r
         + b'{"items":' * 3000 + b"{}" + b"}" * 3000 + b"}}",
     ]),
 )
+
+
+# Real schemas from MaskBench, mutated: keywords swapped between places, values enlarged,
+# nesting added. Read once per process, from the shared data (skipped where it is absent).
+@functools.cache
+def maskbench_schemas() -> list[Any]:
+    from tests.conftest import read_jsonl_gz
+
+    return [row["schema"] for row in read_jsonl_gz("maskbench.jsonl.gz")]
+
+
+def _places(schema: Any) -> list[dict[str, Any]]:
+    """Every JSON object inside ``schema`` (schemas and maps of them alike), outermost first."""
+    found, stack = [], [schema]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            found.append(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return found
+
+
+def _enlarge(value: Any, factor: int) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return value * factor if value else factor
+    if isinstance(value, str):
+        return value * min(factor, 200)
+    if isinstance(value, list):
+        return (value * min(factor, 50))[:5000]
+    return value
+
+
+@st.composite
+def mutated_maskbench(draw: st.DrawFn) -> Any:
+    """A MaskBench schema with a few random mutations applied (a deep copy: the data stays intact)."""
+    pool = maskbench_schemas()
+    schema = json.loads(json.dumps(pool[draw(st.integers(0, len(pool) - 1))]))
+    for _ in range(draw(st.integers(1, 4))):
+        places = _places(schema)
+        place = places[draw(st.integers(0, len(places) - 1))] if places else None
+        how = draw(st.sampled_from(["swap", "enlarge", "nest", "replace", "drop", "graft"]))
+        if how == "nest":
+            wrap = draw(st.sampled_from(["object", "array", "anyOf", "allOf", "ref"]))
+            depth = draw(st.integers(1, 40))
+            for _ in range(depth):
+                if wrap == "object":
+                    schema = {"type": "object", "properties": {"x": schema}, "required": ["x"]}
+                elif wrap == "array":
+                    schema = {"type": "array", "items": schema, "minItems": 1}
+                elif wrap == "ref":
+                    schema = {"$defs": {"inner": schema}, "$ref": "#/$defs/inner"}
+                else:
+                    schema = {wrap: [schema, {"type": "null"}]}
+            continue
+        if not place:
+            continue
+        keys = sorted(place)
+        key = keys[draw(st.integers(0, len(keys) - 1))]
+        if how == "swap" and len(keys) > 1:
+            other = keys[draw(st.integers(0, len(keys) - 1))]
+            place[key], place[other] = place[other], place[key]
+        elif how == "enlarge":
+            place[key] = _enlarge(place[key], draw(st.sampled_from([2, 10, 1000, 10**9, -1, 10**20])))
+        elif how == "replace":
+            place[key] = draw(_json)
+        elif how == "drop":
+            del place[key]
+        elif how == "graft":  # a keyword from elsewhere in the same schema, or a random one
+            name = draw(st.sampled_from(_KEYWORDS))
+            place[name] = draw(_keyword_value(name, st.just({})))
+    return schema

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -38,10 +39,14 @@ class Runtime(ABC):
     vocab_size: int
     device: torch.device
 
-    def start(self, seq_id: int, tokens: list[int], keep: int = 1) -> int:
+    def start(self, seq_id: int, tokens: list[int], keep: int = 1, vision: dict[str, Any] | None = None) -> int:
         """A new sequence whose first feed will be ``tokens``: returns how many leading tokens the
-        runtime already holds for it (a cached prefix, at most ``len(tokens) - keep``); only the
-        rest is fed. Runtimes without a prefix cache return 0."""
+        runtime already holds for it (a cached prefix, or a prompt with images prefilled here, at
+        most ``len(tokens) - keep``); only the rest is fed. ``vision``: the processor's image
+        inputs (``pixel_values``...) for a prompt with images. Runtimes without a prefix cache
+        or images return 0."""
+        if vision:
+            raise NotImplementedError(f"{type(self).__name__} takes no images")
         return 0
 
     @abstractmethod

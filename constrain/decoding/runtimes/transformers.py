@@ -137,7 +137,7 @@ class _Layer(CacheLayerMixin):
     is_croppable = False
 
     def __init__(self, runtime: TransformersRuntime) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # transformers leaves CacheLayerMixin.__init__ unannotated
         self.runtime = runtime
         self.is_initialized = True
         self.kbuf: torch.Tensor | None = None
@@ -214,7 +214,7 @@ def _packed_attention_for(original: str) -> str:
                    attention_mask: Any, **kwargs: Any) -> tuple[torch.Tensor, None]:
             layout = kwargs.pop(_LAYOUT_KEYWORD, None)
             if layout is None:
-                function = fallback or sys.modules[type(module).__module__].eager_attention_forward  # type: ignore[attr-defined]
+                function = fallback or sys.modules[type(module).__module__].eager_attention_forward
                 return function(module, query, key, value, attention_mask, **kwargs)  # type: ignore[no-any-return]
             return layout.attend(query, key, value, kwargs.get("scaling"), kwargs.get("sliding_window"),
                                  kwargs.get("softcap")), None
@@ -231,6 +231,7 @@ class _Row:
     seq_id: int
     tokens: list[int] = field(default_factory=list)
     digests: list[bytes] = field(default_factory=list)
+    images: bool = False  # its prompt holds images: its keys are not its tokens' alone, never cached
 
     @property
     def length(self) -> int:
@@ -294,9 +295,12 @@ class TransformersRuntime(Runtime):
         self._rows.append(_Row(seq_id))
         return len(self._rows) - 1
 
-    def start(self, seq_id: int, tokens: list[int], keep: int = 1) -> int:
-        """A new sequence; the leading tokens found in the prefix cache are put in place at once."""
+    def start(self, seq_id: int, tokens: list[int], keep: int = 1, vision: dict[str, Any] | None = None) -> int:
+        """A new sequence; the leading tokens found in the prefix cache are put in place at once,
+        or with ``vision``, the prompt with its images prefilled by the model's own forward pass."""
         row = self._add(seq_id)
+        if vision:
+            return self._prefill_images(row, tokens[: len(tokens) - keep], vision)
         usable = max(0, len(tokens) - keep) // BLOCK
         if not usable or not self._layers[0].is_ready:
             return 0
@@ -314,6 +318,27 @@ class TransformersRuntime(Runtime):
         state.digests = digests[: len(blocks)]
         self.prefixes.hits += held
         return held
+
+    def _prefill_images(self, row: int, tokens: list[int], vision: dict[str, Any]) -> int:
+        """A vision-language model merges image features into the prompt its own way (Idefics3,
+        LLaVA, Gemma 3 each differ), so the prompt goes through its full forward pass once; its
+        keys and values then fill the row, and decoding goes on in the packed steps."""
+        from transformers import DynamicCache
+
+        state = self._rows[row]
+        state.images = True
+        ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
+        inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in vision.items()}
+        with torch.no_grad():
+            out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True,
+                             logits_to_keep=1, **{self._keyword: DynamicCache()}, **inputs)
+        cache = out.past_key_values
+        self._grow(len(self._rows), len(tokens))
+        for layer, held in zip(self._layers, cache.layers, strict=True):
+            layer.fit(held.keys)
+            layer.put_row(row, held.keys[0], held.values[0])
+        state.tokens = list(tokens)
+        return len(tokens)
 
     def _grow(self, rows: int, cols: int) -> None:
         if rows > self.row_cap or cols > self.col_cap:
@@ -378,7 +403,7 @@ class TransformersRuntime(Runtime):
             row = self._row_of[feed.seq_id]
             state = self._rows[row]
             state.tokens.extend(feed.tokens)
-            if len(feed.tokens) <= _PROMPT_FEED or self.prefixes.capacity_bytes <= 0:
+            if len(feed.tokens) <= _PROMPT_FEED or self.prefixes.capacity_bytes <= 0 or state.images:
                 continue
             self.prefixes.misses += len(feed.tokens)
             previous = state.digests[-1] if state.digests else b""

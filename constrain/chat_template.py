@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from constrain.errors import InvalidRequestError
-from constrain.types import Message
+from constrain.types import ImagePart, Message
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -24,16 +24,24 @@ def template_renders_tools(tokenizer: Any) -> bool:
     return isinstance(template, str) and "tools" in template
 
 
-def message_dicts(messages: list[Message], *, param: str = "messages") -> list[dict[str, Any]]:
-    """Plain dicts for the template. Text-only models refuse image parts here."""
+def message_dicts(messages: list[Message], *, param: str = "messages", images: bool = False) -> list[dict[str, Any]]:
+    """Plain dicts for the template. Text-only models refuse image parts here; for a model that
+    reads images, a message with images keeps its parts, each image as ``{"type": "image"}``
+    (the placeholder chat templates of vision-language models expect)."""
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
+        content: str | list[dict[str, Any]] = message.text()
         if message.has_images():
-            raise InvalidRequestError(
-                f"`{param}[{i}].content` has an image part, but this model reads text only",
-                param=f"{param}.{i}.content",
-            )
-        entry: dict[str, Any] = {"role": message.role, "content": message.text()}
+            if not images:
+                where = next(j for j, part in enumerate(message.content or []) if isinstance(part, ImagePart))
+                raise InvalidRequestError(
+                    f"`{param}[{i}].content[{where}]` is an image, but this model reads text only",
+                    param=f"{param}.{i}.content.{where}",
+                )
+            assert isinstance(message.content, list)
+            content = [{"type": "image"} if isinstance(part, ImagePart) else {"type": "text", "text": part.text}
+                       for part in message.content]
+        entry: dict[str, Any] = {"role": message.role, "content": content}
         if message.name:
             entry["name"] = message.name
         if message.tool_calls:
@@ -52,6 +60,7 @@ def render(tokenizer: Any, messages: list[dict[str, Any]], *, tools: list[dict[s
     if not getattr(tokenizer, "chat_template", None):
         kwargs["chat_template"] = CHATML_TEMPLATE
     try:
-        return tokenizer.apply_chat_template(messages, **kwargs)
+        text: str = tokenizer.apply_chat_template(messages, **kwargs)
+        return text
     except Exception as exc:  # jinja errors: the template refused this conversation
         raise InvalidRequestError(f"the chat template cannot render these messages: {exc}", param="messages") from None

@@ -1,6 +1,6 @@
 """A matcher that keeps rules no grammar can express, on top of any engine's matcher.
 
-``uniqueItems`` and ``contains`` over unbounded items have no grammar (``constrain.schema.runtime``
+``uniqueItems`` and ``contains`` over unbounded items have no grammar (``constrain.schema.array_rules``
 says where such arrays stand, as instance paths, and what each must keep), nor do objects whose
 keys may come in any order (``constrain.schema.order``). This wrapper follows the JSON being
 written (a small scanner over the token bytes), and at each mask removes every token that
@@ -27,9 +27,9 @@ import numpy as np
 
 from constrain.engines.base import Matcher
 from constrain.nesting import string_char
+from constrain.schema.array_rules import ArrayRule, Path, matches
 from constrain.schema.check import is_valid_instance
 from constrain.schema.order import ObjectRule
-from constrain.schema.runtime import ArrayRule, Path, matches
 
 _ENDERS = frozenset(b'"]},} \n\r\t')
 _DELIMS = frozenset(b"]},} \n\r\t")  # what ends a number or literal
@@ -192,9 +192,9 @@ class _Scanner:
                 else:
                     continue
             if ch == '"':
-                top = self.stack[-1] if self.stack else None
+                parent = self.stack[-1] if self.stack else None
                 self.in_string = True
-                self.string_is_key = top is not None and top.kind == "o" and top.expect_key
+                self.string_is_key = parent is not None and parent.kind == "o" and parent.expect_key
                 if self.string_is_key:
                     self.key_start = len(self.buf) - 1
                 else:
@@ -296,8 +296,9 @@ class RulesMatcher:
         if depth:  # what is open inside the object closes first
             pick = t.brackets >= depth
         elif scanner.in_string and scanner.string_is_key:
-            if frame.object_rule.names is not None:  # any token may lead the key away from unused names
-                return np.flatnonzero(np.unpackbits(bitmask.view(np.uint8), bitorder="little")).tolist()
+            rule = frame.object_rule  # set: innermost(objects=True) finds only any-order objects
+            if rule is not None and rule.names is not None:  # any token may lead the key away from unused names
+                return _ids(np.flatnonzero(np.unpackbits(bitmask.view(np.uint8), bitorder="little")))
             pick = t.quotes >= 1
         elif frame.expect_key:  # a key starts with a quote, or the object closes
             pick = (t.quotes >= 1) | (t.brackets >= 1)
@@ -305,14 +306,14 @@ class RulesMatcher:
             pick = (t.commas >= 1) | (t.brackets >= 1)
             if scanner.in_string:
                 pick &= t.quotes >= 1
-        return t.enders[allowed & pick].tolist()
+        return _ids(t.enders[allowed & pick])
 
     def _candidates(self, allowed: np.ndarray) -> list[int]:
         """The allowed tokens that could complete a watched item here (a superset: each is tried)."""
         t, scanner = self.table, self.scanner
         frame, needed = scanner.innermost()
-        rule = frame.rule if frame is not None else None
-        if rule is not None and not rule.unique:
+        if frame is not None and frame.rule is not None and not frame.rule.unique:
+            rule = frame.rule
             # contains only: while `slack` more matches are allowed, a token breaks a rule only by
             # closing the array short of minContains, or by completing more than `slack` items
             # (so holding at least `slack` commas). Spares validating every string-ending token.
@@ -321,11 +322,11 @@ class RulesMatcher:
                 pick = t.brackets >= max(needed, 1)
                 if slack is not None:
                     pick |= t.commas >= slack
-                return t.enders[allowed & pick].tolist()
+                return _ids(t.enders[allowed & pick])
         if needed:  # an item nested k deep ends only with a token that closes k containers
-            return t.enders[allowed & (t.brackets >= needed)].tolist()
+            return _ids(t.enders[allowed & (t.brackets >= needed)])
         if scanner.in_string:  # a string item ends at a quote
-            ids = t.enders[allowed & (t.quotes >= 1)].tolist()
+            ids = _ids(t.enders[allowed & (t.quotes >= 1)])
             targets = scanner.string_targets()
             if targets is None:
                 return ids
@@ -334,9 +335,9 @@ class RulesMatcher:
             return [i for i in ids if b"\\" in t.token_bytes[i] or t.token_bytes[i].startswith(tuple(targets))] \
                 if targets else []
         if scanner.in_scalar:  # a number or literal ends at a delimiter
-            return t.enders[allowed & t.delims].tolist()
+            return _ids(t.enders[allowed & t.delims])
         # between items: a whole item fits in the token (two quotes, or a delimiter)
-        return t.enders[allowed & ((t.quotes >= 2) | t.delims)].tolist()
+        return _ids(t.enders[allowed & ((t.quotes >= 2) | t.delims)])
 
     def consume(self, token_id: int) -> bool:
         if token_id < len(self.token_bytes) and not self.scanner.feed(self.token_bytes[token_id]):
@@ -374,6 +375,12 @@ class RulesMatcher:
 
     def hit_limit(self) -> bool:
         return self._error is None and self.inner.hit_limit()
+
+
+def _ids(tokens: np.ndarray) -> list[int]:
+    """A 1-D array of token ids as a list of ints."""
+    ids: list[int] = tokens.tolist()
+    return ids
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ A grammar cannot say "no two items equal" (``uniqueItems``) or "between k and m 
 this schema" (``contains`` with ``minContains``/``maxContains``) over unbounded items. The
 normaliser leaves a marker on such arrays; ``split_runtime`` removes the markers and returns
 the places they stand as instance paths (object keys, any key but the declared ones, array
-indexes, any index), each with its ``ArrayRule``. ``constrain.engines.runtime`` watches the
+indexes, any index), each with its ``ArrayRule``. ``constrain.engines.rules_matcher`` watches the
 arrays at those paths while tokens are generated: an item that would repeat an earlier one,
 or a match beyond ``maxContains``, never completes; the array never closes short of
 ``minContains``.
@@ -29,7 +29,7 @@ _CONTAINS_KEYWORDS = ("contains", "minContains", "maxContains")
 Path = tuple[Any, ...]  # str key | int index | AnyKey | ANY_INDEX
 
 
-class AnyKey(tuple):
+class AnyKey(tuple[str, frozenset[str]]):
     """Any object key but the listed ones (the names an object declares are not "additional")."""
 
     def __new__(cls, excluded: frozenset[str] = frozenset()) -> AnyKey:
