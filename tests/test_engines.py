@@ -257,3 +257,17 @@ def test_length_limit_costs_no_extra_forward_pass(model):
     assert steps[-1].finish_reason == "length"
     assert stats.completion_tokens == 5
     assert stats.forward_passes == 5
+
+
+def test_copies_of_a_grammar_start_afresh_after_one_hits_the_engine_limit(tokenizer):
+    """Found by constrain.testing's walker: copies of a start matcher share its lexer's store of
+    expressions, so one long output that filled it made every later copy fail at its first mask
+    (this schema: each of three seeds failed at once after the first walk)."""
+    from constrain.testing import ExampleSampler, examples
+    from tests.conftest import read_jsonl_gz
+
+    schema = next(row["schema"] for row in read_jsonl_gz("maskbench.jsonl.gz") if row["name"] == "Github_hard---o62060")
+    sampler = ExampleSampler(tokenizer, max_tokens=2000)
+    for seed in range(3):
+        found = examples(schema, n=3, seed=seed, sampler=sampler, timeout_s=120)
+        assert len(found) == 3 and all(len(json.dumps(value)) > 100 for value in found)

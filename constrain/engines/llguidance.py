@@ -32,10 +32,11 @@ _UNKNOWN_FORMAT = re.compile(r"Unknown format: (\S+)")
 class LLGuidanceMatcher:
     """A thin adapter over ``llguidance.LLMatcher``; errors are state, read with ``error()``."""
 
-    __slots__ = ("_m",)
+    __slots__ = ("_m", "_grammar")
 
-    def __init__(self, matcher: llguidance.LLMatcher) -> None:
+    def __init__(self, matcher: llguidance.LLMatcher, grammar: LLGuidanceGrammar | None = None) -> None:
         self._m = matcher
+        self._grammar = grammar
 
     @property
     def native(self) -> llguidance.LLMatcher:
@@ -61,11 +62,17 @@ class LLGuidanceMatcher:
         self._m.rollback(num_tokens)
 
     def error(self) -> str | None:
-        return _message(self._m.get_error()) if self._m.is_error() else None
+        if not self._m.is_error():
+            return None
+        self.hit_limit()
+        return _message(self._m.get_error())
 
     def hit_limit(self) -> bool:
         """The error is the engine's own size limit (a grammar too complex here), not a bug."""
-        return self._m.is_error() and _ENGINE_LIMIT.search(self._m.get_error()) is not None
+        hit = self._m.is_error() and _ENGINE_LIMIT.search(self._m.get_error()) is not None
+        if hit and self._grammar is not None:
+            self._grammar.stale = True  # the copies share what filled up: later ones start afresh
+        return hit
 
 
 def _message(error: str) -> str:
@@ -81,7 +88,7 @@ class LLGuidanceGrammar:
     under its deadline, and out of the decoding core's admission.
     """
 
-    __slots__ = ("grammar_text", "_start", "_engine", "_rules")
+    __slots__ = ("grammar_text", "_start", "_engine", "_rules", "stale")
 
     def __init__(self, grammar_text: str, start: llguidance.LLMatcher,
                  engine: LLGuidanceEngine | None = None, rules: tuple[Any, ...] = ()) -> None:
@@ -89,9 +96,17 @@ class LLGuidanceGrammar:
         self._start = start
         self._engine = engine
         self._rules = rules
+        # Copies of the start matcher share its lexer's store of expressions: one long output that
+        # fills it to the engine's limit would fail every later copy at its first mask, so after
+        # a copy hits the limit, the next sequence gets a start matcher built anew.
+        self.stale = False
 
     def matcher(self) -> Matcher:
-        inner = LLGuidanceMatcher(self._start.deep_copy())
+        if self.stale and self._engine is not None:
+            self.stale = False
+            self._start = llguidance.LLMatcher(self._engine.tokenizer, self.grammar_text, log_level=0,
+                                               limits=self._engine.limits)
+        inner = LLGuidanceMatcher(self._start.deep_copy(), self)
         if not self._rules or self._engine is None:
             return inner
         return RulesMatcher(inner, self._engine.token_table(), self._rules)

@@ -213,7 +213,7 @@ async def health(request: Request) -> JSONResponse:
         snap = core.snapshot()
         queue.update(waiting=snap["waiting"], running=snap["running"], max_batch=snap["max_batch"])
         decode = {"steps": core.stats.steps, "output_tokens": core.stats.output_tokens,
-                  "fed_tokens": core.stats.fed_tokens}
+                  "fed_tokens": core.stats.fed_tokens, **core.runtime.memory()}
     body: dict[str, Any] = {
         "status": holder.state,
         "queue": queue,

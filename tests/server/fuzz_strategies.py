@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from typing import Any
 
 from hypothesis import strategies as st
@@ -189,7 +190,8 @@ def _enlarge(value: Any, factor: int) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | float):
-        return value * factor if value else factor
+        grown = value * factor if value else factor
+        return grown if math.isfinite(grown) else 1e308  # JSON has no infinity: the largest double
     if isinstance(value, str):
         return value * min(factor, 200)
     if isinstance(value, list):

@@ -49,6 +49,11 @@ class Runtime(ABC):
             raise NotImplementedError(f"{type(self).__name__} takes no images")
         return 0
 
+    def memory(self) -> dict[str, int]:
+        """Bytes held by the runtime's bounded buffers and caches, by name (``/health`` shows them,
+        so that growth outside them, a leak, can be told from a cache filling up)."""
+        return {}
+
     @abstractmethod
     def step(self, feeds: list[Feed]) -> StepLogits:
         """One forward pass for the fed sequences; a ``seq_id`` not seen before starts a new one."""

@@ -269,6 +269,10 @@ class TransformersRuntime(Runtime):
         if self._head is not None and "forward" not in vars(head):
             head.forward = _wide_forward(head)
 
+    def memory(self) -> dict[str, int]:
+        kv = sum(2 * layer.kbuf.numel() * layer.kbuf.element_size() for layer in self._layers if layer.kbuf is not None)
+        return {"prefix_cache_bytes": self.prefixes.bytes, "kv_buffer_bytes": kv}
+
     def reset(self) -> None:
         self._rows.clear()
         self._row_of.clear()
