@@ -33,13 +33,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import unquote
 
 import regex
 
 from constrain.schema.array_rules import ANY_INDEX, AnyKey, Path
 from constrain.schema.check import ecma_matcher
 from constrain.schema.patterns import escape_char
+from constrain.schema.refs import resolve_local
 
 PropertyOrder = Literal["schema", "any"]
 MAX_PLACES = 2000  # object places followed per schema (deep shared definitions fan out)
@@ -97,7 +97,7 @@ def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
             return False
         if "$ref" in node:
             ref = node["$ref"]
-            target = _resolve(root, ref)
+            target = resolve_local(root, ref)
             if target is None or ref in refs or len(refs) > 32 or not conjuncts(target, (*refs, ref), out):
                 return False
             if refs_ignore_siblings:
@@ -151,7 +151,7 @@ def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
             return False
         if "$ref" in node:
             ref = node["$ref"]
-            target = _resolve(root, ref)
+            target = resolve_local(root, ref)
             if target is None or len(refs) > 32:
                 return False
             if ref not in refs and not alternatives(target, (*refs, ref), out):
@@ -413,19 +413,3 @@ def _fullmatch(pattern: str, name: str) -> bool | None:
 
 def _exact(name: str) -> str:
     return "^" + "".join(escape_char(ord(ch)) for ch in name) + "$"
-
-
-def _resolve(root: Any, ref: Any) -> Any:
-    """A ``#``-pointer reference inside the document; None for anything else."""
-    if not isinstance(ref, str) or not ref.startswith("#") or (len(ref) > 1 and ref[1] != "/"):
-        return None
-    node = root
-    for part in ref[2:].split("/") if len(ref) > 1 else ():
-        part = unquote(part).replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node

@@ -34,6 +34,23 @@ class Target:
     pointer: str
 
 
+def resolve_local(root: Any, ref: Any) -> Any:
+    """What a ``#``-pointer reference points at inside ``root``; None for anything else (an
+    anchor, another document, a pointer to nothing)."""
+    if not isinstance(ref, str) or not ref.startswith("#") or (len(ref) > 1 and ref[1] != "/"):
+        return None
+    node = root
+    for part in ref[2:].split("/") if len(ref) > 1 else ():
+        part = unquote(part).replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
 def escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 

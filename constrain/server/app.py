@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +63,9 @@ class ServerState:
     compile_timeout_s: float | None
     compile_slots: CompileSlots
     drain: Drain
+    # Validation and compiles run here, not on asyncio's default pool (a few threads): requests
+    # waiting for a compile slot must not hold up the admission of requests whose constraint is cached.
+    admission: ThreadPoolExecutor
 
     @property
     def holder(self) -> ModelHolder:
@@ -158,10 +163,10 @@ async def chat_completions(request: Request) -> Any:
     wait = _flag(request, "x-wait-for-model", False)
     body = await _read_json(request, state.max_request_bytes, state.body_timeout_s)
     model = await state.models.pick(body.get("model")).get(wait=wait)
-    admitted = await asyncio.to_thread(
+    admitted = await asyncio.get_running_loop().run_in_executor(state.admission, functools.partial(
         admit, model, body, cache=state.cache, use_cache=use_cache, max_tokens_limit=state.max_tokens_limit,
         compile_timeout_s=state.compile_timeout_s, compile_slots=state.compile_slots,
-    )
+    ))
     flight.check()  # the grace period ended while this request was compiling
     cached = admitted.cached
     headers = {"x-cache": "hit" if cached is not None else "miss"}
@@ -316,12 +321,16 @@ def create_app(
         compile_timeout_s=compile_timeout_s,
         compile_slots=CompileSlots(max_compiles),
         drain=Drain(shutdown_grace_s),
+        admission=ThreadPoolExecutor(max_workers=max(32, max_queue + max_batch), thread_name_prefix="constrain-admit"),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state.models.start()
-        yield
+        try:
+            yield
+        finally:
+            state.admission.shutdown(wait=False, cancel_futures=True)
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),

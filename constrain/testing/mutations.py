@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from constrain.schema.refs import resolve_local
+
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
@@ -56,22 +58,6 @@ def _replace(document: Any, path: Path, value: Any) -> Any:
     return out
 
 
-def _resolve(root: Any, ref: str) -> Any:
-    """A local ``#/...`` reference inside the root document, or None."""
-    if not ref.startswith("#"):
-        return None
-    node = root
-    for raw in ref[1:].split("/")[1:] if ref != "#" else []:
-        part = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
-
-
 def _subschemas(root: Any, schema: Any, value: Any, validator: Validator, depth: int = 0) -> Iterator[dict[str, Any]]:
     """The schema objects that apply to ``value`` here: the node, its local refs, allOf parts and taken branches."""
     if not isinstance(schema, dict) or depth > 16:
@@ -79,7 +65,7 @@ def _subschemas(root: Any, schema: Any, value: Any, validator: Validator, depth:
     yield schema
     ref = schema.get("$ref")
     if isinstance(ref, str):
-        yield from _subschemas(root, _resolve(root, ref), value, validator, depth + 1)
+        yield from _subschemas(root, resolve_local(root, ref), value, validator, depth + 1)
     for part in schema.get("allOf", ()):
         yield from _subschemas(root, part, value, validator, depth + 1)
     for keyword in ("anyOf", "oneOf"):
