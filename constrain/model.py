@@ -79,6 +79,9 @@ class Model:
                                processor=processor, image_policy=image_policy or ImagePolicy())
         # Compile once now: converts the vocabulary for the engine and fails early if it can't.
         compile_constraint({"type": "json_object"}, tokenizer, engine=engine, vocab_size=self.vocab_size)
+        # Fixed for the model's life: built once, not per request.
+        self.system_fingerprint = (f"constrain-{__version__}:{get_engine(engine, tokenizer, self.vocab_size).version}"
+                                   f":{name}")
         self.runtime = TransformersRuntime(hf_model)
         self.core = DecodingCore(self.runtime, tokenizer=tokenizer, eos_token_ids=self.eos_token_ids,
                                  max_batch=max_batch, max_waiting=max_queue)
@@ -98,11 +101,6 @@ class Model:
     def device(self) -> torch.device:
         device: torch.device = next(self.hf_model.parameters()).device
         return device
-
-    @property
-    def system_fingerprint(self) -> str:
-        engine = get_engine(self.engine, self.tokenizer, self.vocab_size)
-        return f"constrain-{__version__}:{engine.version}:{self.name}"
 
     @property
     def max_batch(self) -> int:
