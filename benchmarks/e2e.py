@@ -132,7 +132,7 @@ class Bench:
 
         self.torch = torch
         started = time.perf_counter()
-        self.model = constrain.load()
+        self.model = constrain.load(runtime="transformers")
         self.load_s = time.perf_counter() - started
         self.hf = self.model.hf_model
         self.tok = self.model.tokenizer

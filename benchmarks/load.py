@@ -30,7 +30,7 @@ warnings.filterwarnings("ignore")
 started = time.perf_counter()
 import constrain
 imported = time.perf_counter()
-model = constrain.load()
+model = constrain.load(runtime="transformers")
 loaded = time.perf_counter()
 out = model.chat_completion([{"role": "user", "content": "Say yes."}], max_tokens=2, temperature=0)
 print("RESULT " + json.dumps({"import_s": imported - started, "load_s": loaded - imported,

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = constrain.load(max_batch=max(1, args.batch))
+    model = constrain.load(max_batch=max(1, args.batch), runtime="transformers")
     cases = json.loads(SCHEMAS.read_text())[: args.n]
     results: list[Any] = []
 

@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--early", type=int, default=200, help="memory is compared with after this many")
     parser.add_argument("--grace", type=float, default=10.0, help="--shutdown-grace of the server")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runtime", default="transformers", help="the server's --runtime")
     args = parser.parse_args(argv)
     sys.setrecursionlimit(20_000)  # to write the hostile corpus's schemas nested 1,000 deep
 
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     log = tempfile.NamedTemporaryFile("wb", prefix="constrain-soak-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [sys.executable, "-m", "constrain.cli", "serve", "--port", str(port), "--max-queue", "256",
-         "--max-request-bytes", str(1024 * 1024), "--body-timeout", "5", "--shutdown-grace", str(args.grace)],
+         "--max-request-bytes", str(1024 * 1024), "--body-timeout", "5", "--shutdown-grace", str(args.grace),
+         "--runtime", args.runtime],
         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         deadline = time.monotonic() + 300

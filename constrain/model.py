@@ -20,10 +20,20 @@ from constrain.compiler import PropertyOrder, Whitespace
 from constrain.constraints import CompiledConstraint, compile_constraint, get_engine
 from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S, compile_deadline
 from constrain.decoding import DEFAULT_MAX_BATCH, DecodingCore, SequenceHandle, Step
+from constrain.decoding.runtimes.base import Runtime
 from constrain.decoding.runtimes.transformers import TransformersRuntime
-from constrain.errors import ConstrainError, InvalidRequestError
+from constrain.errors import ConstrainError, InvalidRequestError, ModelLoadError
 from constrain.images import ImagePolicy
-from constrain.loading import EMBEDDED_NAME, EMBEDDED_TOOL_CALL_BIAS, load_processor, load_weights
+from constrain.loading import (
+    EMBEDDED_NAME,
+    EMBEDDED_TOOL_CALL_BIAS,
+    RuntimeName,
+    choose_runtime,
+    load_processor,
+    load_tokenizer,
+    load_weights,
+    resolve,
+)
 from constrain.plan import Plan, Planner
 from constrain.prepare import LogprobsMode, PreparedRequest, plan_request, prepare
 from constrain.response import build_completion
@@ -45,6 +55,7 @@ class Model:
         hf_model: Any,
         tokenizer: Any,
         *,
+        runtime: Runtime | None = None,
         engine: str = "llguidance",
         whitespace: Whitespace = "compact",
         close_objects: bool = False,
@@ -69,9 +80,12 @@ class Model:
         self.processor = processor
         if processor is not None and not getattr(tokenizer, "chat_template", None):
             tokenizer.chat_template = getattr(processor, "chat_template", None)
-        config = hf_model.config
-        self.vocab_size = int(getattr(config, "vocab_size", len(tokenizer)))
-        self.context_length = int(getattr(config, "max_position_embeddings", 4096))
+        if runtime is None:
+            runtime = TransformersRuntime(hf_model)
+        self.runtime = runtime
+        config = getattr(hf_model, "config", None)
+        self.vocab_size = int(getattr(config, "vocab_size", None) or len(tokenizer)) if config else runtime.vocab_size
+        self.context_length = runtime.context_length
         self.eos_token_ids = self._eos_ids()
         self.planner = Planner(tokenizer=tokenizer, vocab_size=self.vocab_size, engine=engine, whitespace=whitespace,
                                close_objects=close_objects, property_order=property_order,
@@ -82,25 +96,18 @@ class Model:
         # Fixed for the model's life: built once, not per request.
         self.system_fingerprint = (f"constrain-{__version__}:{get_engine(engine, tokenizer, self.vocab_size).version}"
                                    f":{name}")
-        self.runtime = TransformersRuntime(hf_model)
         self.core = DecodingCore(self.runtime, tokenizer=tokenizer, eos_token_ids=self.eos_token_ids,
                                  max_batch=max_batch, max_waiting=max_queue)
 
     def _eos_ids(self) -> set[int]:
-        ids: set[int] = set()
-        gen = getattr(self.hf_model, "generation_config", None)
-        eos = getattr(gen, "eos_token_id", None) if gen is not None else None
-        for value in eos if isinstance(eos, list) else [eos]:
-            if isinstance(value, int):
-                ids.add(value)
+        ids = self.runtime.eos_token_ids()
         if self.tokenizer.eos_token_id is not None:
             ids.add(int(self.tokenizer.eos_token_id))
         return ids
 
     @property
     def device(self) -> torch.device:
-        device: torch.device = next(self.hf_model.parameters()).device
-        return device
+        return self.runtime.device
 
     @property
     def max_batch(self) -> int:
@@ -228,6 +235,7 @@ class Model:
     def close(self) -> None:
         """Stop the decoding core's thread (pending generations end with ``finish_reason: "length"``)."""
         self.core.close()
+        self.runtime.close()
 
 
 _T = TypeVar("_T")
@@ -257,6 +265,8 @@ def load(
     max_batch: int = DEFAULT_MAX_BATCH,
     compile_timeout_s: float | None = DEFAULT_COMPILE_TIMEOUT_S,
     image_policy: ImagePolicy | None = None,
+    runtime: RuntimeName = "auto",
+    threads: int | None = None,
 ) -> Model:
     """Load a model. ``None``: the embedded SmolLM2-135M-Instruct; else a local HF folder or a .gguf file.
 
@@ -268,16 +278,25 @@ def load(
     ``compile_timeout_s``: how long compiling one request's constraints may take (None: no limit).
     ``image_policy``: for a vision-language model (a local folder with a processor), where image
     parts may come from (default: ``data:`` URLs only; see :class:`constrain.images.ImagePolicy`).
-    The first load of a GGUF converts it (seconds, with a progress bar) and caches the result
+    ``runtime``: what runs the forward pass: "transformers", "llama.cpp" (GGUF files, with
+    ``pip install constrain[llama-cpp]``) or "auto" (llama.cpp for a GGUF when it is installed).
+    Masks, sampling and parsing are the same on both. ``threads``: llama.cpp's threads (default:
+    the CPUs but one; transformers uses torch's setting). On transformers, the first load of a GGUF converts it (seconds, with a progress bar) and caches the result
     under ``CONSTRAIN_CACHE_DIR`` (default: the user cache dir); later loads read the cache.
     """
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    name, hf_model, tokenizer = load_weights(model, dtype=dtype, device=device)
+    hf_model: Any = None
+    engine_runtime: Runtime | None = None
+    if choose_runtime(runtime, model) == "llama.cpp":
+        name, engine_runtime, tokenizer = _load_llama_cpp(model, max_batch, threads)
+    else:
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        name, hf_model, tokenizer = load_weights(model, dtype=dtype, device=device)
     return Model(
         name,
         hf_model,
         tokenizer,
+        runtime=engine_runtime,
         engine=engine,
         whitespace=whitespace,
         close_objects=close_objects,
@@ -288,6 +307,31 @@ def load(
         ),
         max_batch=max_batch,
         compile_timeout_s=compile_timeout_s,
-        processor=load_processor(model),
+        processor=load_processor(model) if hf_model is not None else None,
         image_policy=image_policy,
     )
+
+
+def _load_llama_cpp(model: str | None, max_batch: int, threads: int | None) -> tuple[str, Runtime, Any]:
+    """A GGUF in llama.cpp, with constrain's tokenizer read from the same file and checked to
+    split a chat prompt exactly as llama.cpp does. Prompts are tokenized by constrain (the same
+    ids on both runtimes) and masks are built over its ids, so the two must share the vocabulary
+    (the tests check every token's bytes)."""
+    from constrain.decoding.runtimes.llama_cpp import LlamaCppRuntime
+
+    name, _, gguf = resolve(model)
+    assert gguf is not None  # choose_runtime allows llama.cpp for GGUF files only
+    tokenizer = load_tokenizer(model)
+    engine_runtime = LlamaCppRuntime(gguf, slots=max_batch, threads=threads)
+    probe = "Hello, world! {\"a\": [1, 2.5e-3, null], \"b\": \"caf\u00e9\"}\n\tend"
+    if getattr(tokenizer, "chat_template", None):
+        probe = tokenizer.apply_chat_template([{"role": "system", "content": "Be brief."},
+                                               {"role": "user", "content": probe}],
+                                              tokenize=False, add_generation_prompt=True)
+    ours = tokenizer.encode(probe, add_special_tokens=False)
+    theirs = engine_runtime.tokenize(probe)
+    if ours != theirs or engine_runtime.vocab_size < len(tokenizer):
+        engine_runtime.close()
+        raise ModelLoadError(f"llama.cpp and transformers tokenize {gguf.name} differently; "
+                             "load it with runtime='transformers'", param="runtime")
+    return name, engine_runtime, tokenizer

@@ -12,16 +12,48 @@ import pytest
 SHARED = Path(os.environ.get("CONSTRAIN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
+RUNTIMES = ("transformers", "llama.cpp")
+
+
 @pytest.fixture(scope="session")
-def model():
+def transformers_model():
     import constrain
 
-    return constrain.load()
+    return constrain.load(runtime="transformers")
 
 
 @pytest.fixture(scope="session")
-def tokenizer(model):
-    return model.tokenizer
+def model(transformers_model):
+    """The embedded model on transformers; modules that run on every runtime override this
+    with :func:`on_every_runtime`."""
+    return transformers_model
+
+
+@pytest.fixture(scope="session")
+def llama_model():
+    """The embedded model on llama.cpp (the test command installs it: scripts/llama_cpp.sh)."""
+    import constrain
+    from constrain.decoding.runtimes.llama_cpp import available
+
+    if not available():
+        pytest.skip("llama-cpp-python is not installed (bash scripts/llama_cpp.sh installs it)")
+    return constrain.load(runtime="llama.cpp")
+
+
+def on_every_runtime():
+    """A module-level ``model`` fixture over each runtime: ``model = on_every_runtime()``."""
+
+    @pytest.fixture(scope="module", params=RUNTIMES)
+    def model(request):
+        return request.getfixturevalue("transformers_model" if request.param == "transformers" else "llama_model")
+
+    return model
+
+
+@pytest.fixture(scope="session")
+def tokenizer(transformers_model):
+    """The embedded model's tokenizer (the same on every runtime)."""
+    return transformers_model.tokenizer
 
 
 def read_jsonl_gz(name: str) -> list[dict]:

@@ -15,6 +15,9 @@ import pytest
 import constrain
 from constrain.chat_template import CHATML_TEMPLATE, render
 from constrain.errors import InvalidRequestError
+from tests.conftest import on_every_runtime
+
+model = on_every_runtime()
 
 ASK = [{"role": "user", "content": "Write a short poem about the sea."}]
 PERSON = {
@@ -62,12 +65,16 @@ def _repeats(model, text: str) -> int:
 
 
 REPEAT = [{"role": "user", "content": "Say 'ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha ha'."}]
+# A +2 presence penalty does not break the "ha" loop of the quantized model on llama.cpp (its
+# margin is wider): presence is shown on a list, where a repeated line is a choice.
+FRUITS = [{"role": "user", "content": "List ten fruits, one per line."}]
 
 
-@pytest.mark.parametrize("field", ["frequency_penalty", "presence_penalty"])
-def test_penalties_change_repetition_in_the_documented_direction(model, field):
+@pytest.mark.parametrize(("field", "messages", "max_tokens"),
+                         [("frequency_penalty", REPEAT, 24), ("presence_penalty", FRUITS, 40)])
+def test_penalties_change_repetition_in_the_documented_direction(model, field, messages, max_tokens):
     def repeats(value: float) -> int:
-        out = model.chat_completion(REPEAT, max_tokens=24, temperature=0, **{field: value})
+        out = model.chat_completion(messages, max_tokens=max_tokens, temperature=0, **{field: value})
         return _repeats(model, content(out))
 
     # Positive values push away from tokens already generated, negative values towards them.

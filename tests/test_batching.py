@@ -19,6 +19,9 @@ import jsonschema
 import pytest
 
 from constrain.errors import ConstrainError, InvalidRequestError
+from tests.conftest import on_every_runtime
+
+model = on_every_runtime()
 
 pytestmark = pytest.mark.model
 
@@ -211,9 +214,10 @@ def test_batch_keeps_order_and_puts_errors_in_place(model):
                for r in results)
 
 
-def test_max_queue_refuses_beyond_the_waiting_line(model):
+def test_max_queue_refuses_beyond_the_waiting_line(transformers_model):
     from constrain import Model
 
+    model = transformers_model  # the queue is the core's: one runtime is enough
     single = Model(model.name, model.hf_model, model.tokenizer, max_batch=1)
     try:
         ask = {"messages": [{"role": "user", "content": "Write a and b."}], "response_format": ENDLESS,

@@ -18,6 +18,9 @@ from constrain.errors import (
     UnsatisfiableSchemaError,
     UnsupportedSchemaError,
 )
+from tests.conftest import on_every_runtime
+
+model = on_every_runtime()
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 

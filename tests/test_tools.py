@@ -14,6 +14,9 @@ import pytest
 from constrain.errors import InvalidRequestError, InvalidSchemaError, ToolChoiceError, UnsupportedSchemaError
 from constrain.requests import parse_request
 from constrain.tools import build_grammar, format_calls, parse_tool_choice, resolve
+from tests.conftest import on_every_runtime
+
+model = on_every_runtime()
 
 WEATHER = {
     "type": "function",

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from constrain.decoding.allocator import ALLOCATOR
 from constrain.decoding.handle import SequenceHandle
 from constrain.decoding.runtimes.base import Feed, Runtime
 from constrain.decoding.sampling import greedy_tokens, mask_logits, unpack_bitmasks
@@ -240,6 +241,7 @@ class DecodingCore:
                 self._sweep()
             except Exception as exc:  # a bug or the runtime failing: fail the batch, keep serving
                 self._fail_all(exc)
+            ALLOCATOR.trim()  # every few seconds at most: freed steps' memory back to the system
 
     def _fail_all(self, exc: Exception) -> None:
         error = exc if isinstance(exc, GenerationError) else GenerationError(

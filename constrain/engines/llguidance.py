@@ -187,6 +187,19 @@ class LLGuidanceEngine:
         )
 
 
+def check_portable(lark: str, source: EngineGrammar) -> None:
+    """Compile the Lark grammar ``lark`` with no tokenizer, the way a GPU server's llguidance reads it
+    (vLLM's guidance backend: ``grammar_from("grammar", ...)``; SGLang's: ``"ebnf"``), so that an export
+    fails here, with the error compiling ``source`` would raise, and not later on the server."""
+    try:
+        serialized = llguidance.grammar_from("grammar", lark)
+    except ValueError as exc:  # not read as Lark: the exporter always writes a `start:` rule, so a bug
+        raise InvalidGrammarError(f"the exported grammar is not Lark: {exc}") from None
+    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(serialized)
+    if is_error:
+        raise LLGuidanceEngine._translate(source, _message(messages[0] if messages else "unknown error"))
+
+
 def _guess_keyword(message: str) -> str | None:
     if "regex" in message:
         return "pattern"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
+from constrain.decoding.allocator import ALLOCATOR
 from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.errors import InvalidRequestError
 from constrain.images import ImagePolicy
@@ -58,10 +59,13 @@ def serve(args: Any) -> int:
     """Run the server from parsed ``constrain serve`` arguments; returns when it stops."""
     import uvicorn
 
+    ALLOCATOR.tune()  # this process is the server's: large blocks in mmap from the start
     keys = [*args.api_key, *[k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]]
     app = create_app(
         served_models(args.model),
         engine=args.engine,
+        runtime=getattr(args, "runtime", "auto"),
+        threads=getattr(args, "threads", None),
         property_order="any" if getattr(args, "any_order", False) else "schema",
         api_keys=keys,
         max_queue=args.max_queue,

@@ -31,6 +31,7 @@ from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S, CompileSlots
 from constrain.decoding import DEFAULT_MAX_BATCH
 from constrain.errors import InvalidRequestError, RequestTimeoutError, RequestTooLargeError, ShuttingDownError
 from constrain.images import ImagePolicy
+from constrain.loading import RuntimeName
 from constrain.model import Model
 from constrain.server import playground
 from constrain.server.auth import ApiKeys
@@ -266,6 +267,8 @@ def create_app(
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S,
     load_models_at_start: bool = True,
     image_policy: ImagePolicy | None = None,
+    runtime: RuntimeName = "auto",
+    threads: int | None = None,
 ) -> Starlette:
     """The HTTP app serving ``model``: a loaded Model, a path (or None: the embedded model), a
     factory, or a mapping of served names to those (several models, each in its own batch; see
@@ -273,7 +276,8 @@ def create_app(
 
     A path, None or a factory is loaded in the background when the app starts (or on its first
     request, with ``load_models_at_start=False``); requests get 503 until it is ready (or wait,
-    with ``x-wait-for-model: true``). ``image_policy``: where image parts may come from, for a
+    with ``x-wait-for-model: true``); ``runtime`` and ``threads`` run the models loaded
+    here (see :func:`constrain.load`). ``image_policy``: where image parts may come from, for a
     vision-language model loaded here (default: ``data:`` URLs only). Requests run together in the
     model's batch (``max_batch``, for a model loaded here); ``max_queue`` more may wait for a
     place, beyond that they get 429. Compiling a request's constraints ends by
@@ -302,7 +306,8 @@ def create_app(
             import constrain
 
             return constrain.load(given, engine=engine, property_order=property_order, max_batch=max_batch,
-                                  compile_timeout_s=compile_timeout_s, image_policy=image_policy)
+                                  compile_timeout_s=compile_timeout_s, image_policy=image_policy, runtime=runtime,
+                                  threads=threads)
 
         return load
 

@@ -43,13 +43,14 @@ def _envelope() -> str:
     )
 
 
-def _json_rule(schema: Any, whitespace: Whitespace) -> str:
+def json_rule(schema: Any, whitespace: Whitespace) -> str:
+    """A ``%json`` sub-grammar for a normalised schema, with the whitespace llguidance should allow."""
     options = _PRETTY if whitespace == "pretty" else _COMPACT
     body = {**schema, "x-guidance": options} if isinstance(schema, dict) else schema
     return "%json " + json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
-def _regex_literal(pattern: str) -> str:
+def regex_literal(pattern: str) -> str:
     """A regex as a Lark ``/.../`` terminal: unescaped slashes escaped."""
     out, escaped = [], False
     for ch in pattern:
@@ -64,9 +65,9 @@ def text_rules(text: Constraint, whitespace: Whitespace) -> list[str]:
         return ["text: TEXT", r"TEXT: /(.|\n)+/ & " + _NOT_CALLS]
     grammar = engine_grammar(text)  # the same normaliser / regex translation as without tools
     if grammar.kind == "json_schema":
-        return ["text: " + _json_rule(grammar.source, whitespace)]
+        return ["text: " + json_rule(grammar.source, whitespace)]
     if grammar.kind == "regex":
-        return ["text: TEXT", "TEXT: " + _regex_literal(grammar.source) + " & " + _NOT_CALLS]
+        return ["text: TEXT", "TEXT: " + regex_literal(grammar.source) + " & " + _NOT_CALLS]
     return ["text: %lark {", grammar.source, "}"]
 
 
@@ -78,7 +79,7 @@ def build_grammar(setup: ToolSetup, text: Constraint, whitespace: Whitespace = "
     rules.append("call: " + " | ".join(f"call_{i}" for i in range(len(setup.allowed))))
     for i, spec in enumerate(setup.allowed):
         rules.append(f"call_{i}: {json.dumps(call_head(spec.name))} args_{i} \"}}\"")
-        rules.append(f"args_{i}: {_json_rule(spec.engine_schema, 'compact')}")
+        rules.append(f"args_{i}: {json_rule(spec.engine_schema, 'compact')}")
     if setup.allows_text:
         rules.extend(text_rules(text, whitespace))
     return "\n".join(rules) + "\n"

@@ -1,8 +1,9 @@
 """What the decoding core needs from a model: one forward pass over many sequences at once.
 
 A runtime keeps each running sequence's state (its KV cache); the core decides what goes in.
-One implementation per file: ``transformers.py``; llama.cpp's ``llama_batch`` (several
-sequences, several tokens each, logits where asked) maps onto the same two calls.
+One implementation per file: ``transformers.py`` (any transformers causal LM, packed steps) and
+``llama_cpp.py`` (a GGUF file in llama.cpp: one ``llama_batch`` of several sequences, several
+tokens each, logits where asked).
 """
 
 from __future__ import annotations
@@ -37,7 +38,17 @@ class Runtime(ABC):
 
     #: width of the logits rows (the model's vocabulary, padding included)
     vocab_size: int
+    #: most tokens (prompt and output) one sequence may hold
+    context_length: int
     device: torch.device
+
+    @abstractmethod
+    def eos_token_ids(self) -> set[int]:
+        """Tokens that end a generation, as the model's own files declare them."""
+
+    def close(self) -> None:
+        """Free what the runtime holds outside Python's reach (native contexts); none by default."""
+        return None
 
     def start(self, seq_id: int, tokens: list[int], keep: int = 1, vision: dict[str, Any] | None = None) -> int:
         """A new sequence whose first feed will be ``tokens``: returns how many leading tokens the

@@ -249,6 +249,7 @@ class TransformersRuntime(Runtime):
         self.device = next(hf_model.parameters()).device
         self.vocab_size = int(hf_model.get_output_embeddings().weight.shape[0])
         config = hf_model.config
+        self.context_length = int(getattr(config, "max_position_embeddings", 4096))
         original = getattr(config, "_attn_implementation", None) or "sdpa"
         if not original.startswith("constrain-packed-"):
             hf_model.set_attn_implementation(_packed_attention_for(original))
@@ -268,6 +269,11 @@ class TransformersRuntime(Runtime):
         self._head = head if plain and self.device.type == "cpu" else None
         if self._head is not None and "forward" not in vars(head):
             head.forward = _wide_forward(head)
+
+    def eos_token_ids(self) -> set[int]:
+        gen = getattr(self.model, "generation_config", None)
+        eos = getattr(gen, "eos_token_id", None) if gen is not None else None
+        return {value for value in (eos if isinstance(eos, list) else [eos]) if isinstance(value, int)}
 
     def memory(self) -> dict[str, int]:
         kv = sum(2 * layer.kbuf.numel() * layer.kbuf.element_size() for layer in self._layers if layer.kbuf is not None)

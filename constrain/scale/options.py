@@ -1,0 +1,193 @@
+"""The ``--ray`` options of ``constrain serve`` and ``constrain batch``, checked without importing Ray.
+
+Bad values fail in milliseconds with one line naming the option, before Ray starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
+from constrain.decoding.core import DEFAULT_MAX_BATCH
+from constrain.errors import InvalidRequestError
+from constrain.images import ImagePolicy
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """A fixed number of replicas, or an autoscaling range (MIN may be 0: scale to zero when idle)."""
+
+    replicas: int = 1
+    autoscale: tuple[int, int] | None = None
+
+    def check(self) -> Scaling:
+        if self.autoscale is None:
+            if not _whole(self.replicas) or self.replicas < 1:
+                raise InvalidRequestError(f"--replicas must be a whole number >= 1, got {self.replicas!r}",
+                                          param="--replicas")
+            return self
+        low, high = self.autoscale
+        if not (_whole(low) and _whole(high)) or low < 0 or high < 1 or low > high:
+            raise InvalidRequestError(f"--autoscale MIN:MAX needs 0 <= MIN <= MAX and MAX >= 1, got {low!r}:{high!r}",
+                                      param="--autoscale")
+        return self
+
+    def describe(self) -> str:
+        if self.autoscale is not None:
+            return f"{self.autoscale[0]} to {self.autoscale[1]} replicas (autoscaling)"
+        return f"{self.replicas} replica{'s' if self.replicas != 1 else ''}"
+
+
+def parse_autoscale(value: str) -> tuple[int, int]:
+    """``MIN:MAX`` (``--autoscale 1:4``) as two whole numbers; a clear error otherwise."""
+    low, sep, high = value.partition(":")
+    try:
+        if not sep:
+            raise ValueError(value)
+        pair = (int(low), int(high))
+    except ValueError:
+        raise InvalidRequestError(f"--autoscale must be MIN:MAX (two whole numbers, e.g. 1:4), got {value!r}",
+                                  param="--autoscale") from None
+    Scaling(autoscale=pair).check()
+    return pair
+
+
+def check_resources(cpus: float, gpus: float, *, option: str) -> None:
+    """What each replica or actor reserves: CPUs > 0, GPUs >= 0."""
+    if not isinstance(cpus, int | float) or cpus <= 0:
+        raise InvalidRequestError(f"--{option}-cpus must be a number > 0, got {cpus!r}", param=f"--{option}-cpus")
+    if not isinstance(gpus, int | float) or gpus < 0:
+        raise InvalidRequestError(f"--{option}-gpus must be a number >= 0, got {gpus!r}", param=f"--{option}-gpus")
+
+
+def serve_scaling(args: argparse.Namespace) -> Scaling | None:
+    """``constrain serve``'s Ray options: the scaling with ``--ray``; None without it, where the
+    Ray-only options are refused by name."""
+    if not args.ray:
+        for option, value in (("--replicas", args.replicas), ("--autoscale", args.autoscale),
+                              ("--ray-address", args.ray_address)):
+            if value is not None:
+                raise InvalidRequestError(f"{option} needs --ray (serving on a Ray cluster)", param=option)
+        return None
+    if args.replicas is not None and args.autoscale is not None:
+        raise InvalidRequestError("give --replicas N or --autoscale MIN:MAX, not both", param="--autoscale")
+    check_resources(args.replica_cpus, args.replica_gpus, option="replica")
+    if args.autoscale is not None:
+        return Scaling(autoscale=parse_autoscale(args.autoscale)).check()
+    return Scaling(replicas=args.replicas if args.replicas is not None else 1).check()
+
+
+def batch_actors(args: argparse.Namespace) -> int | None:
+    """``constrain batch``'s Ray options: the number of model actors with ``--ray``, else None."""
+    if not args.ray:
+        for option, value in (("--actors", args.actors), ("--ray-address", args.ray_address)):
+            if value is not None:
+                raise InvalidRequestError(f"{option} needs --ray (a batch job on a Ray cluster)", param=option)
+        return None
+    actors = args.actors if args.actors is not None else 2
+    if not _whole(actors) or actors < 1:
+        raise InvalidRequestError(f"--actors must be a whole number >= 1, got {actors!r}", param="--actors")
+    check_resources(args.actor_cpus, args.actor_gpus, option="actor")
+    return int(actors)
+
+
+def app_options(args: argparse.Namespace, keys: list[str]) -> dict[str, Any]:
+    """``create_app``'s keywords from parsed ``constrain serve`` arguments, as ``serve`` builds them."""
+    return {
+        "engine": args.engine,
+        "runtime": args.runtime,
+        "threads": getattr(args, "threads", None),
+        "property_order": "any" if args.any_order else "schema",
+        "api_keys": keys,
+        "max_queue": args.max_queue,
+        "max_batch": getattr(args, "max_batch", DEFAULT_MAX_BATCH),
+        "max_tokens_limit": args.max_tokens_limit,
+        "max_request_bytes": args.max_request_bytes,
+        "cache_size": args.cache_size,
+        "compile_timeout_s": getattr(args, "compile_timeout", DEFAULT_COMPILE_TIMEOUT_S),
+        "max_compiles": args.max_compiles,
+        "shutdown_grace_s": args.shutdown_grace,
+        "body_timeout_s": args.body_timeout,
+        "load_models_at_start": args.load_models == "start",
+        "image_policy": ImagePolicy(
+            fetch_domains=tuple(d.strip() for d in args.allow_image_fetch.split(",") if d.strip()),
+            allow_private=args.allow_private_image_hosts,
+            local_root=Path(args.allowed_local_media_path) if args.allowed_local_media_path else None,
+        ),
+    }
+
+
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    """``constrain serve --ray ...``."""
+    group = parser.add_argument_group("Ray Serve (pip install 'constrain[ray]')")
+    group.add_argument("--ray", action="store_true",
+                       help="serve on a Ray cluster: replicas of this server behind Ray Serve's HTTP proxy")
+    group.add_argument("--replicas", type=int, default=None, metavar="N", help="with --ray: N replicas (1)")
+    group.add_argument("--autoscale", default=None, metavar="MIN:MAX",
+                       help="with --ray: between MIN and MAX replicas, by load (MIN may be 0)")
+    group.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                       help="with --ray: the cluster (default: RAY_ADDRESS, a cluster running here, else a new local one)")
+    group.add_argument("--replica-cpus", type=float, default=1.0, metavar="N", help="CPUs each replica reserves (1)")
+    group.add_argument("--replica-gpus", type=float, default=0.0, metavar="N", help="GPUs each replica reserves (0)")
+
+
+def add_batch_options(parser: argparse.ArgumentParser) -> None:
+    """``constrain batch --ray ...``."""
+    group = parser.add_argument_group("Ray Data (pip install 'constrain[ray]')")
+    group.add_argument("--ray", action="store_true",
+                       help="spread the requests over a pool of model actors on a Ray cluster (output in input order)")
+    group.add_argument("--actors", type=int, default=None, metavar="N", help="with --ray: model actors (2)")
+    group.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                       help="with --ray: the cluster (default: RAY_ADDRESS, a cluster running here, else a new local one)")
+    group.add_argument("--actor-cpus", type=float, default=1.0, metavar="N", help="CPUs each actor reserves (1)")
+    group.add_argument("--actor-gpus", type=float, default=0.0, metavar="N", help="GPUs each actor reserves (0)")
+
+
+def api_keys(args: argparse.Namespace) -> list[str]:
+    """``--api-key`` values and ``CONSTRAIN_API_KEYS``, as ``constrain serve`` reads them."""
+    import os
+
+    from constrain.server import API_KEYS_ENV
+
+    return [*args.api_key, *[k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]]
+
+
+def quiet_local_cluster() -> None:
+    """Defaults for a Ray cluster this process starts: no usage report sent out, and the proxy
+    middleware that ends a stream cut off by a dead replica with an error event. An address given
+    by the user (``--ray-address``, ``RAY_ADDRESS``) keeps that cluster's own settings."""
+    import os
+
+    from constrain.scale.proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
+
+
+
+def one_torch_thread_under_llama_cpp(models: list[Any], runtime: str) -> bool:
+    """In a replica or actor whose models all run on llama.cpp, torch keeps one thread.
+
+    torch only samples there, while llama.cpp's own threads do the forward pass on the CPUs the
+    worker reserved; torch's idle OpenMP threads spin and take cores from them. Measured on 2 cores
+    (`constrain serve`, llama.cpp, 8 clients): with torch's default 2 threads, runs came out at
+    either ~18 or ~45 tok/s; with one torch thread, 35-47. Returns whether it set it."""
+    import torch
+
+    from constrain.loading import choose_runtime
+
+    try:
+        if not models or any(not (m is None or isinstance(m, str)) or choose_runtime(runtime, m) != "llama.cpp"
+                             for m in models):
+            return False
+    except Exception:  # a model this node cannot resolve: its load reports it
+        return False
+    torch.set_num_threads(1)
+    return True
