@@ -49,7 +49,7 @@ class BatchSummary:
 # --------------------------------------------------------------------------- files
 
 
-def _done_ids(output: Path) -> tuple[set[str], set[int]]:
+def answered_lines(output: Path) -> tuple[set[str], set[int]]:
     """custom_ids already answered in ``output``, and input lines answered without one.
 
     A last line cut short by an interruption is removed, so that appending starts clean.
@@ -97,8 +97,8 @@ def _parse_line(number: int, raw: str) -> tuple[str | None, Any, str | None]:
     return custom_id, item["body"], None
 
 
-def _record(custom_id: str | None, *, status: int | None = None, body: Any = None,
-            code: str | None = None, message: str | None = None, line: int | None = None) -> dict[str, Any]:
+def output_line(custom_id: str | None, *, status: int | None = None, body: Any = None,
+                code: str | None = None, message: str | None = None, line: int | None = None) -> dict[str, Any]:
     record: dict[str, Any] = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id}
     if status is not None:
         record["response"] = {"status_code": status, "request_id": f"req_{uuid.uuid4().hex}", "body": body}
@@ -125,20 +125,22 @@ def run_file(model: Model, input_path: str | os.PathLike[str], output_path: str 
     source, target = Path(input_path), Path(output_path)
     if not source.is_file():
         raise InvalidRequestError(f"input file {source} does not exist", param="input")
-    done_ids, done_lines = _done_ids(target)
+    done_ids, done_lines = answered_lines(target)
     return run_sync(_file_job(model, source, target, done_ids, done_lines, progress=progress,
                           default_max_tokens=default_max_tokens,
                           window=window or 2 * model.max_batch))
 
 
-async def _file_job(model: Model, source: Path, target: Path, done_ids: set[str], done_lines: set[int], *,
-                    progress: bool, default_max_tokens: int | None, window: int) -> BatchSummary:
-    from tqdm import tqdm
+Todo = list[tuple[int, str | None, Any, str | None]]
 
-    started = time.perf_counter()
+
+def plan_lines(source: Path, done_ids: set[str], done_lines: set[int]) -> tuple[int, int, Todo]:
+    """(input lines, lines skipped as already answered, the lines to do: number, custom_id, body,
+    problem). A repeated ``custom_id`` is a problem of the later line; any runner of the file
+    (this one, ``constrain.scale``'s Ray job) decides the same way."""
     entries = list(_lines(source))
     seen: set[str] = set()
-    todo: list[tuple[int, str | None, Any, str | None]] = []
+    todo: Todo = []
     skipped = 0
     for number, raw in entries:
         custom_id, body, problem = _parse_line(number, raw)
@@ -152,6 +154,15 @@ async def _file_job(model: Model, source: Path, target: Path, done_ids: set[str]
         if custom_id is not None:
             seen.add(custom_id)
         todo.append((number, custom_id, body, problem))
+    return len(entries), skipped, todo
+
+
+async def _file_job(model: Model, source: Path, target: Path, done_ids: set[str], done_lines: set[int], *,
+                    progress: bool, default_max_tokens: int | None, window: int) -> BatchSummary:
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    total, skipped, todo = plan_lines(source, done_ids, done_lines)
     counts = {"ok": 0, "failed": 0}
     bar = tqdm(total=len(todo), unit="req", desc="constrain batch", disable=not progress, file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -166,19 +177,19 @@ async def _file_job(model: Model, source: Path, target: Path, done_ids: set[str]
 
         async def one(number: int, custom_id: str | None, body: Any, problem: str | None) -> None:
             if problem is not None:
-                write(_record(custom_id, code="invalid_line", message=problem, line=number), False)
+                write(output_line(custom_id, code="invalid_line", message=problem, line=number), False)
                 return
             async with gate:
                 try:
                     result = await model.answer_async(body, default_max_tokens=default_max_tokens)
                 except ConstrainError as exc:
-                    write(_record(custom_id, status=exc.status_code, body=exc.to_dict(), line=number), False)
+                    write(output_line(custom_id, status=exc.status_code, body=exc.to_dict(), line=number), False)
                     return
-            write(_record(custom_id, status=200, body=result.model_dump(mode="json"), line=number), True)
+            write(output_line(custom_id, status=200, body=result.model_dump(mode="json"), line=number), True)
 
         try:
             await asyncio.gather(*(one(*item) for item in todo))
         finally:
             bar.close()
-    return BatchSummary(total=len(entries), skipped=skipped, succeeded=counts["ok"], failed=counts["failed"],
+    return BatchSummary(total=total, skipped=skipped, succeeded=counts["ok"], failed=counts["failed"],
                         seconds=time.perf_counter() - started)

@@ -19,7 +19,7 @@ from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
 from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.errors import ConstrainError, InvalidRequestError
 from constrain.images import ImagePolicy
-from constrain.loading import RUNTIME_NAMES
+from constrain.loading import RUNTIME_NAMES, one_torch_thread_under_llama_cpp
 from constrain.scale import require_ray
 from constrain.scale.options import (
     add_batch_options,
@@ -135,6 +135,7 @@ def _batch(args: argparse.Namespace) -> int:
         from constrain.scale.ray_batch import batch_cli
 
         return batch_cli(args, actors)
+    one_torch_thread_under_llama_cpp([args.model], args.runtime)  # this process is the job's
     model = constrain.load(args.model, engine=args.engine, property_order="any" if args.any_order else "schema",
                            max_batch=args.max_batch, compile_timeout_s=args.compile_timeout, runtime=args.runtime,
                            threads=args.threads)

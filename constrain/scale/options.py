@@ -169,25 +169,3 @@ def quiet_local_cluster() -> None:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
-
-
-
-def one_torch_thread_under_llama_cpp(models: list[Any], runtime: str) -> bool:
-    """In a replica or actor whose models all run on llama.cpp, torch keeps one thread.
-
-    torch only samples there, while llama.cpp's own threads do the forward pass on the CPUs the
-    worker reserved; torch's idle OpenMP threads spin and take cores from them. Measured on 2 cores
-    (`constrain serve`, llama.cpp, 8 clients): with torch's default 2 threads, runs came out at
-    either ~18 or ~45 tok/s; with one torch thread, 35-47. Returns whether it set it."""
-    import torch
-
-    from constrain.loading import choose_runtime
-
-    try:
-        if not models or any(not (m is None or isinstance(m, str)) or choose_runtime(runtime, m) != "llama.cpp"
-                             for m in models):
-            return False
-    except Exception:  # a model this node cannot resolve: its load reports it
-        return False
-    torch.set_num_threads(1)
-    return True

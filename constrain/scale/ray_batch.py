@@ -31,7 +31,7 @@ import ray
 import ray.data
 from ray.data import ActorPoolStrategy, DataContext
 
-from constrain.batch import BatchSummary, _done_ids, _lines, _parse_line, _record
+from constrain.batch import BatchSummary, answered_lines, output_line, plan_lines
 from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.errors import ConstrainError, InvalidRequestError
 from constrain.model import load, run_sync
@@ -46,7 +46,7 @@ class ModelActor:
 
     def __init__(self, model: str | None, load_options: dict[str, Any], default_max_tokens: int | None) -> None:
         import constrain
-        from constrain.scale.options import one_torch_thread_under_llama_cpp
+        from constrain.loading import one_torch_thread_under_llama_cpp
 
         one_torch_thread_under_llama_cpp([model], str(load_options.get("runtime", "auto")))
         self.model = constrain.load(model, **load_options)
@@ -66,14 +66,14 @@ class ModelActor:
             async with gate:
                 try:
                     result = await self.model.answer_async(body, default_max_tokens=self.default_max_tokens)
-                    record, ok = _record(custom_id, status=200, body=result.model_dump(mode="json"), line=line), True
+                    record, ok = output_line(custom_id, status=200, body=result.model_dump(mode="json"), line=line), True
                 except ConstrainError as exc:
-                    record, ok = _record(custom_id, status=exc.status_code, body=exc.to_dict(), line=line), False
+                    record, ok = output_line(custom_id, status=exc.status_code, body=exc.to_dict(), line=line), False
                 except Exception as exc:  # a bug: answer this line with a 500, keep the job going
                     log.exception("batch request %s failed", custom_id)
                     body_500 = {"error": {"message": f"{type(exc).__name__}: {exc}", "type": "internal_error",
                                           "param": None, "code": None}}
-                    record, ok = _record(custom_id, status=500, body=body_500, line=line), False
+                    record, ok = output_line(custom_id, status=500, body=body_500, line=line), False
             return json.dumps(record, ensure_ascii=False, separators=(",", ":")), ok
 
         return list(await asyncio.gather(*(one(*row) for row in zip(ids, lines, bodies, strict=True))))
@@ -82,27 +82,6 @@ class ModelActor:
         model = getattr(self, "model", None)
         if model is not None:
             model.close()
-
-
-def _plan(source: Path, done_ids: set[str], done_lines: set[int]) -> tuple[int, int, list[tuple[int, str | None, Any, str | None]]]:
-    """(input lines, skipped, the lines to do) exactly as the local job decides them."""
-    entries = list(_lines(source))
-    seen: set[str] = set()
-    todo: list[tuple[int, str | None, Any, str | None]] = []
-    skipped = 0
-    for number, raw in entries:
-        custom_id, body, problem = _parse_line(number, raw)
-        if (custom_id is not None and custom_id in done_ids and custom_id not in seen) or number in done_lines:
-            skipped += 1
-            seen.add(custom_id or "")
-            continue
-        if custom_id is not None and custom_id in seen:
-            problem = f"duplicate `custom_id` {custom_id!r} (line {number})"
-            custom_id = None
-        if custom_id is not None:
-            seen.add(custom_id)
-        todo.append((number, custom_id, body, problem))
-    return len(entries), skipped, todo
 
 
 def run_file_ray(
@@ -140,9 +119,9 @@ def run_file_ray(
     if not isinstance(size, int) or size < 1:
         raise InvalidRequestError(f"`batch_size` must be a whole number >= 1, got {size!r}", param="batch_size")
     started = time.perf_counter()
-    done_ids, done_lines = _done_ids(target)
-    total, skipped, todo = _plan(source, done_ids, done_lines)
-    own_session = not ray.is_initialized()
+    done_ids, done_lines = answered_lines(target)
+    total, skipped, todo = plan_lines(source, done_ids, done_lines)
+    own_session = not ray.is_initialized() and any(problem is None for *_, problem in todo)
     if own_session:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     try:
@@ -167,6 +146,8 @@ def _results(todo: list[tuple[int, str | None, Any, str | None]], *, model: str 
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False  # one bar: ours
     context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-run INFO lines
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
     dataset = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / size)))
     answered = dataset.map_batches(
         ModelActor,
@@ -203,7 +184,7 @@ def _run(todo: list[tuple[int, str | None, Any, str | None]], target: Path, *, m
 
             for position, (number, custom_id, _, problem) in enumerate(todo):
                 if problem is not None:  # not a request: answered here, in its place
-                    record = _record(custom_id, code="invalid_line", message=problem, line=number)
+                    record = output_line(custom_id, code="invalid_line", message=problem, line=number)
                     write(json.dumps(record, ensure_ascii=False, separators=(",", ":")), False)
                     continue
                 row = next(results)

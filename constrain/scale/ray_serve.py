@@ -32,8 +32,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.errors import InvalidRequestError
+from constrain.loading import one_torch_thread_under_llama_cpp
 from constrain.model import Model
-from constrain.scale.options import Scaling, one_torch_thread_under_llama_cpp, parse_autoscale
+from constrain.scale.options import Scaling, parse_autoscale
 from constrain.server.app import create_app
 from constrain.server.shutdown import DEFAULT_SHUTDOWN_GRACE_S
 

@@ -18,6 +18,7 @@ from constrain.decoding.allocator import ALLOCATOR
 from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.errors import InvalidRequestError
 from constrain.images import ImagePolicy
+from constrain.loading import one_torch_thread_under_llama_cpp
 from constrain.server.app import create_app
 from constrain.server.playground import url as playground_url
 from constrain.server.shutdown import DEFAULT_SHUTDOWN_GRACE_S, draining_server
@@ -60,9 +61,12 @@ def serve(args: Any) -> int:
     import uvicorn
 
     ALLOCATOR.tune()  # this process is the server's: large blocks in mmap from the start
+    models = served_models(args.model)
+    one_torch_thread_under_llama_cpp(list(models.values()) if isinstance(models, dict) else [models],
+                                     getattr(args, "runtime", "auto"))
     keys = [*args.api_key, *[k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]]
     app = create_app(
-        served_models(args.model),
+        models,
         engine=args.engine,
         runtime=getattr(args, "runtime", "auto"),
         threads=getattr(args, "threads", None),

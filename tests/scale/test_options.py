@@ -164,8 +164,8 @@ def test_proxy_middleware_finishes_a_cut_stream():
 def test_torch_keeps_its_threads_unless_every_model_runs_on_llama_cpp():
     import torch
 
+    from constrain.loading import one_torch_thread_under_llama_cpp
     from constrain.model import Model
-    from constrain.scale.options import one_torch_thread_under_llama_cpp
 
     before = torch.get_num_threads()
     assert not one_torch_thread_under_llama_cpp([None], "transformers")

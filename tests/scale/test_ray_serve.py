@@ -22,6 +22,7 @@ import pytest
 from huggingface_hub import InferenceClient
 
 from tests.scale.conftest import RUNTIME, free_port
+from tests.server.test_clients import CITY, QUESTION, WEATHER_TOOL  # the same requests as against one server
 
 pytestmark = [
     pytest.mark.model,
@@ -31,22 +32,6 @@ pytestmark = [
 
 KEY = "scale-test-key"
 APP = "constrain-test"
-CITY = {
-    "type": "object",
-    "properties": {"city": {"type": "string", "maxLength": 16}, "country": {"enum": ["France", "Italy", "Spain"]}},
-    "required": ["city", "country"],
-    "additionalProperties": False,
-}
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
-                       "required": ["city"], "additionalProperties": False},
-    },
-}
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 # At least 80 sampled words: long enough to be cut off by the kill, whatever the model would say.
 LONG = {"type": "regex", "value": "[a-z]{1,8}( [a-z]{1,8}){80,100}"}
 TIMEOUT = 300.0  # a bound for a hung request on a busy 2-core machine, not a timing check
