@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
 from constrain.decoding.core import DEFAULT_MAX_BATCH
+from constrain.decoding.runtimes.llama_cpp import DEFAULT_SLOTS
 from constrain.errors import ConstrainError, InvalidRequestError
 from constrain.images import ImagePolicy
 from constrain.loading import RUNTIME_NAMES, one_torch_thread_under_llama_cpp
@@ -207,8 +208,9 @@ def _model_options(parser: argparse.ArgumentParser, *, batching: bool, several: 
     parser.add_argument("--any-order", action="store_true",
                         help="let the model write an object's keys in any order (default: the schema's order)")
     if batching:
-        parser.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
-                            help="requests generated together in one forward pass")
+        parser.add_argument("--max-batch", type=int, default=None,
+                            help=f"requests generated together in one forward pass (default: {DEFAULT_MAX_BATCH} on "
+                                 f"transformers, {DEFAULT_SLOTS} on llama.cpp, which splits its KV cells between them)")
         parser.add_argument("--compile-timeout", type=float, default=DEFAULT_COMPILE_TIMEOUT_S, metavar="SECONDS",
                             help="how long compiling one request's schema, regex or tools may take (then a 400)")
 

@@ -127,6 +127,18 @@ def choose_runtime(runtime: str, model: str | os.PathLike[str] | None) -> str:
     return runtime
 
 
+def default_max_batch(max_batch: int | None, runtime: str, model: str | os.PathLike[str] | None) -> int:
+    """``max_batch`` when given, else the runtime's default: 32 on transformers (its KV grows
+    with use), 8 on llama.cpp, which holds every sequence's KV cells from the start and splits
+    them evenly: 8 sequences keep the embedded model's whole context (8,192 tokens each)."""
+    if max_batch is not None:
+        return max_batch
+    from constrain.decoding.core import DEFAULT_MAX_BATCH
+    from constrain.decoding.runtimes.llama_cpp import DEFAULT_SLOTS
+
+    return DEFAULT_SLOTS if choose_runtime(runtime, model) == "llama.cpp" else DEFAULT_MAX_BATCH
+
+
 def one_torch_thread_under_llama_cpp(models: list[Any], runtime: str) -> bool:
     """In a process (server, batch job, Ray replica or actor) whose models all run on llama.cpp,
     torch keeps one thread.

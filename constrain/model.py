@@ -29,6 +29,7 @@ from constrain.loading import (
     EMBEDDED_TOOL_CALL_BIAS,
     RuntimeName,
     choose_runtime,
+    default_max_batch,
     load_processor,
     load_tokenizer,
     load_weights,
@@ -262,7 +263,7 @@ def load(
     property_order: PropertyOrder = "schema",
     logprobs_mode: LogprobsMode = "sampled",
     tool_call_bias: float | None = None,
-    max_batch: int = DEFAULT_MAX_BATCH,
+    max_batch: int | None = None,
     compile_timeout_s: float | None = DEFAULT_COMPILE_TIMEOUT_S,
     image_policy: ImagePolicy | None = None,
     runtime: RuntimeName = "auto",
@@ -274,7 +275,8 @@ def load(
     "any" (every key order accepted, exactly); see :func:`constrain.compile_constraint`.
     ``tool_call_bias``: the default of the request field of that name (None: +3 for the
     embedded model, which otherwise never opens a call under "auto"; 0 for others).
-    ``max_batch``: sequences generated together in one forward pass; more wait their turn.
+    ``max_batch``: sequences generated together in one forward pass; more wait their turn
+    (default: 32 on transformers; 8 on llama.cpp, whose KV cells are split between them).
     ``compile_timeout_s``: how long compiling one request's constraints may take (None: no limit).
     ``image_policy``: for a vision-language model (a local folder with a processor), where image
     parts may come from (default: ``data:`` URLs only; see :class:`constrain.images.ImagePolicy`).
@@ -286,6 +288,7 @@ def load(
     """
     hf_model: Any = None
     engine_runtime: Runtime | None = None
+    max_batch = default_max_batch(max_batch, runtime, model)
     if choose_runtime(runtime, model) == "llama.cpp":
         name, engine_runtime, tokenizer = _load_llama_cpp(model, max_batch, threads)
     else:

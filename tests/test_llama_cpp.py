@@ -101,6 +101,46 @@ def test_a_shared_prompt_prefix_is_computed_once(llama_model):
     jsonschema.validate(json.loads(first), PERSON)
 
 
+def test_a_prompt_gives_the_same_logits_however_it_is_cut(llama_model):
+    """Same seed, same output: a prompt run whole, token by token, resumed from a kept prefix or
+    beside other prompts ends in bit-identical logits (llama.cpp's attention kernel changes at
+    64 rows of one sequence; the runtime stays below that)."""
+    import numpy as np
+
+    from constrain.decoding.runtimes.base import Feed
+    from constrain.decoding.runtimes.llama_cpp import LlamaCppRuntime
+    from constrain.loading import embedded_gguf_path
+
+    runtime = LlamaCppRuntime(embedded_gguf_path(), slots=3, threads=1)
+    try:
+        text = "The quick brown fox jumps over the lazy dog, then runs into the forest. " * 20
+        tokens = runtime.tokenize(text)[:300]
+
+        def last_logits(*cuts: int, beside: list[int] | None = None) -> np.ndarray:
+            runtime.reset()
+            runtime.start(1, [], keep=0)
+            if beside:
+                runtime.start(2, [], keep=0)
+            edges = [0, *cuts, len(tokens)]
+            for a, b in zip(edges, edges[1:], strict=False):
+                feeds = [Feed(1, tokens[a:b])] + ([Feed(2, beside)] if beside and a == 0 else [])
+                out = runtime.step(feeds).last[0].numpy().copy()
+            return out
+
+        whole = last_logits()
+        assert np.array_equal(whole, last_logits(299))
+        assert np.array_equal(whole, last_logits(*range(1, 300)))
+        assert np.array_equal(whole, last_logits(100, 230))
+        assert np.array_equal(whole, last_logits(beside=tokens[7:207]))
+        # the same through a slot's kept cells: start() reuses all but the last token
+        runtime.drop(1)
+        assert runtime.start(3, tokens) == 299
+        resumed = runtime.step([Feed(3, tokens[299:])]).last[0].numpy()
+        assert np.array_equal(whole, resumed)
+    finally:
+        runtime.close()
+
+
 def test_served_on_llama_cpp_to_the_openai_sdk(llama_model):
     from openai import OpenAI
 

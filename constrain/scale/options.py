@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
-from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.errors import InvalidRequestError
 from constrain.images import ImagePolicy
 
@@ -107,7 +106,7 @@ def app_options(args: argparse.Namespace, keys: list[str]) -> dict[str, Any]:
         "property_order": "any" if args.any_order else "schema",
         "api_keys": keys,
         "max_queue": args.max_queue,
-        "max_batch": getattr(args, "max_batch", DEFAULT_MAX_BATCH),
+        "max_batch": getattr(args, "max_batch", None),
         "max_tokens_limit": args.max_tokens_limit,
         "max_request_bytes": args.max_request_bytes,
         "cache_size": args.cache_size,

@@ -32,8 +32,8 @@ import ray.data
 from ray.data import ActorPoolStrategy, DataContext
 
 from constrain.batch import BatchSummary, answered_lines, output_line, plan_lines
-from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.errors import ConstrainError, InvalidRequestError
+from constrain.loading import default_max_batch
 from constrain.model import load, run_sync
 
 log = logging.getLogger("constrain.scale")
@@ -114,7 +114,7 @@ def run_file_ray(
     if "threads" in _LOAD_OPTIONS and load_options.get("threads") is None and num_gpus == 0:
         # llama.cpp's threads spin at each step: as many as the CPUs an actor reserved, not the machine's.
         load_options["threads"] = max(1, int(num_cpus))
-    max_batch = int(load_options.get("max_batch", DEFAULT_MAX_BATCH))
+    max_batch = default_max_batch(load_options.get("max_batch"), load_options.get("runtime", "auto"), model)
     size = batch_size if batch_size is not None else max_batch
     if not isinstance(size, int) or size < 1:
         raise InvalidRequestError(f"`batch_size` must be a whole number >= 1, got {size!r}", param="batch_size")

@@ -30,9 +30,8 @@ from ray.serve.deployment import Application
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.errors import InvalidRequestError
-from constrain.loading import one_torch_thread_under_llama_cpp
+from constrain.loading import default_max_batch, one_torch_thread_under_llama_cpp
 from constrain.model import Model
 from constrain.scale.options import Scaling, parse_autoscale
 from constrain.server.app import create_app
@@ -145,6 +144,14 @@ def _check_model(model: Any) -> None:
                                       f"got {type(each).__name__}", param="model")
 
 
+def _replica_batch(model: Any, options: Mapping[str, Any]) -> int:
+    """A replica's batch, for Ray's routing: ``max_batch``, else the default of the runtime its
+    (first) model runs on; a loader's runtime is known only once it runs: transformers' then."""
+    first = next(iter(model.values()), None) if isinstance(model, Mapping) else model
+    runtime = options.get("runtime", "auto") if first is None or isinstance(first, str) else "transformers"
+    return default_max_batch(options.get("max_batch"), runtime, first if isinstance(first, str) else None)
+
+
 def ray_app(
     model: ModelSpec = None,
     *,
@@ -176,7 +183,7 @@ def ray_app(
     # show as replicas failing to start); nothing is loaded.
     probe = create_app(_never_loaded, **options)
     probe.state.constrain.admission.shutdown(wait=False)
-    max_batch = int(options.get("max_batch", DEFAULT_MAX_BATCH))
+    max_batch = _replica_batch(model, options)
     max_queue = int(options.get("max_queue", 64))
     ongoing = max_ongoing_requests if max_ongoing_requests is not None else max_batch
     if not isinstance(ongoing, int) or ongoing < 1:

@@ -15,7 +15,6 @@ from typing import Any
 
 from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
 from constrain.decoding.allocator import ALLOCATOR
-from constrain.decoding.core import DEFAULT_MAX_BATCH
 from constrain.errors import InvalidRequestError
 from constrain.images import ImagePolicy
 from constrain.loading import one_torch_thread_under_llama_cpp
@@ -73,7 +72,7 @@ def serve(args: Any) -> int:
         property_order="any" if getattr(args, "any_order", False) else "schema",
         api_keys=keys,
         max_queue=args.max_queue,
-        max_batch=getattr(args, "max_batch", DEFAULT_MAX_BATCH),
+        max_batch=getattr(args, "max_batch", None),
         max_tokens_limit=args.max_tokens_limit,
         max_request_bytes=args.max_request_bytes,
         cache_size=getattr(args, "cache_size", 256),

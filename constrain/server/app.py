@@ -255,7 +255,7 @@ def create_app(
     property_order: PropertyOrder = "schema",
     api_keys: list[str] | tuple[str, ...] = (),
     max_queue: int = 64,
-    max_batch: int = DEFAULT_MAX_BATCH,
+    max_batch: int | None = None,
     max_tokens_limit: int | None = 4096,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     body_timeout_s: float = 30.0,
@@ -279,7 +279,8 @@ def create_app(
     with ``x-wait-for-model: true``); ``runtime`` and ``threads`` run the models loaded
     here (see :func:`constrain.load`). ``image_policy``: where image parts may come from, for a
     vision-language model loaded here (default: ``data:`` URLs only). Requests run together in the
-    model's batch (``max_batch``, for a model loaded here); ``max_queue`` more may wait for a
+    model's batch (``max_batch``, for a model loaded here; default: its runtime's, see
+    :func:`constrain.load`); ``max_queue`` more may wait for a
     place, beyond that they get 429. Compiling a request's constraints ends by
     ``compile_timeout_s`` (400 ``compile_timeout``); at most ``max_compiles`` compiles run at
     once (default: half the CPU cores), so that hostile schemas cannot take the CPU from
@@ -288,7 +289,7 @@ def create_app(
     """
     if max_compiles is None:
         max_compiles = max(1, (os.cpu_count() or 2) // 2)
-    for name, value, least in (("max_queue", max_queue, 0), ("max_batch", max_batch, 1),
+    for name, value, least in (("max_queue", max_queue, 0), ("max_batch", 1 if max_batch is None else max_batch, 1),
                                ("max_compiles", max_compiles, 1)):
         if not isinstance(value, int) or value < least:
             raise InvalidRequestError(f"`{name}` must be a whole number >= {least}, got {value!r}", param=name)
@@ -326,7 +327,7 @@ def create_app(
         compile_timeout_s=compile_timeout_s,
         compile_slots=CompileSlots(max_compiles),
         drain=Drain(shutdown_grace_s),
-        admission=ThreadPoolExecutor(max_workers=max(32, max_queue + max_batch), thread_name_prefix="constrain-admit"),
+        admission=ThreadPoolExecutor(max_workers=max(32, max_queue + (max_batch or DEFAULT_MAX_BATCH)), thread_name_prefix="constrain-admit"),
     )
 
     @contextlib.asynccontextmanager
