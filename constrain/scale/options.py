@@ -123,30 +123,32 @@ def app_options(args: argparse.Namespace, keys: list[str]) -> dict[str, Any]:
     }
 
 
+def _ray_group(parser: argparse.ArgumentParser, title: str, ray_help: str, unit: str) -> Any:
+    """The options ``serve --ray`` and ``batch --ray`` share: the switch, the cluster, and what
+    each ``unit`` (a replica, an actor) reserves."""
+    group = parser.add_argument_group(f"{title} (pip install 'constrain[ray]')")
+    group.add_argument("--ray", action="store_true", help=ray_help)
+    group.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                       help="with --ray: the cluster (default: RAY_ADDRESS, a cluster running here, else a new local one)")
+    group.add_argument(f"--{unit}-cpus", type=float, default=1.0, metavar="N", help=f"CPUs each {unit} reserves (1)")
+    group.add_argument(f"--{unit}-gpus", type=float, default=0.0, metavar="N", help=f"GPUs each {unit} reserves (0)")
+    return group
+
+
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
     """``constrain serve --ray ...``."""
-    group = parser.add_argument_group("Ray Serve (pip install 'constrain[ray]')")
-    group.add_argument("--ray", action="store_true",
-                       help="serve on a Ray cluster: replicas of this server behind Ray Serve's HTTP proxy")
+    group = _ray_group(parser, "Ray Serve", "serve on a Ray cluster: replicas of this server behind Ray Serve's "
+                       "HTTP proxy", "replica")
     group.add_argument("--replicas", type=int, default=None, metavar="N", help="with --ray: N replicas (1)")
     group.add_argument("--autoscale", default=None, metavar="MIN:MAX",
                        help="with --ray: between MIN and MAX replicas, by load (MIN may be 0)")
-    group.add_argument("--ray-address", default=None, metavar="ADDRESS",
-                       help="with --ray: the cluster (default: RAY_ADDRESS, a cluster running here, else a new local one)")
-    group.add_argument("--replica-cpus", type=float, default=1.0, metavar="N", help="CPUs each replica reserves (1)")
-    group.add_argument("--replica-gpus", type=float, default=0.0, metavar="N", help="GPUs each replica reserves (0)")
 
 
 def add_batch_options(parser: argparse.ArgumentParser) -> None:
     """``constrain batch --ray ...``."""
-    group = parser.add_argument_group("Ray Data (pip install 'constrain[ray]')")
-    group.add_argument("--ray", action="store_true",
-                       help="spread the requests over a pool of model actors on a Ray cluster (output in input order)")
+    group = _ray_group(parser, "Ray Data", "spread the requests over a pool of model actors on a Ray cluster "
+                       "(output in input order)", "actor")
     group.add_argument("--actors", type=int, default=None, metavar="N", help="with --ray: model actors (2)")
-    group.add_argument("--ray-address", default=None, metavar="ADDRESS",
-                       help="with --ray: the cluster (default: RAY_ADDRESS, a cluster running here, else a new local one)")
-    group.add_argument("--actor-cpus", type=float, default=1.0, metavar="N", help="CPUs each actor reserves (1)")
-    group.add_argument("--actor-gpus", type=float, default=0.0, metavar="N", help="GPUs each actor reserves (0)")
 
 
 def api_keys(args: argparse.Namespace) -> list[str]:
