@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -28,6 +29,7 @@ from constrain.errors import ConstrainError, InvalidRequestError
 from constrain.model import Model, run_sync
 
 URL = "/v1/chat/completions"
+log = logging.getLogger("constrain.batch")
 
 
 @dataclass
@@ -111,6 +113,26 @@ def output_line(custom_id: str | None, *, status: int | None = None, body: Any =
     return record
 
 
+def record_text(record: dict[str, Any]) -> str:
+    """One output line's JSON (compact, non-ASCII kept)."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+async def answer_line(model: Model, custom_id: str | None, body: Any, line: int, *,
+                      default_max_tokens: int | None) -> tuple[dict[str, Any], bool]:
+    """One request's output line, and whether it succeeded: the completion, the error a server
+    would send for it, or (a bug) a 500 that is logged, so that one line never stops a job."""
+    try:
+        result = await model.answer_async(body, default_max_tokens=default_max_tokens)
+    except ConstrainError as exc:
+        return output_line(custom_id, status=exc.status_code, body=exc.to_dict(), line=line), False
+    except Exception as exc:
+        log.exception("batch request %s (line %d) failed", custom_id, line)
+        bug = ConstrainError(f"{type(exc).__name__}: {exc}")
+        return output_line(custom_id, status=bug.status_code, body=bug.to_dict(), line=line), False
+    return output_line(custom_id, status=200, body=result.model_dump(mode="json"), line=line), True
+
+
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     with path.open("r", encoding="utf-8", errors="replace") as fh:
         for number, raw in enumerate(fh, 1):
@@ -170,7 +192,7 @@ async def _file_job(model: Model, source: Path, target: Path, done_ids: set[str]
     with target.open("a", encoding="utf-8") as out:
 
         def write(record: dict[str, Any], ok: bool) -> None:
-            out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            out.write(record_text(record) + "\n")
             out.flush()
             counts["ok" if ok else "failed"] += 1
             bar.update(1)
@@ -180,12 +202,7 @@ async def _file_job(model: Model, source: Path, target: Path, done_ids: set[str]
                 write(output_line(custom_id, code="invalid_line", message=problem, line=number), False)
                 return
             async with gate:
-                try:
-                    result = await model.answer_async(body, default_max_tokens=default_max_tokens)
-                except ConstrainError as exc:
-                    write(output_line(custom_id, status=exc.status_code, body=exc.to_dict(), line=number), False)
-                    return
-            write(output_line(custom_id, status=200, body=result.model_dump(mode="json"), line=number), True)
+                write(*await answer_line(model, custom_id, body, number, default_max_tokens=default_max_tokens))
 
         try:
             await asyncio.gather(*(one(*item) for item in todo))

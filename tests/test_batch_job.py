@@ -131,3 +131,28 @@ def test_batch_cli_errors_are_one_line(tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2
     assert missing.stderr.strip().startswith("constrain: error [input]:") and "does not exist" in missing.stderr
+
+
+def test_a_bug_on_one_line_is_a_500_on_that_line_and_the_job_goes_on(model, tmp_path, monkeypatch, caplog):
+    from constrain.batch import run_file
+
+    real = model.answer_async
+
+    async def answer(body, **options):
+        if body["messages"][0]["content"] == "boom":
+            raise RuntimeError("a bug")
+        return await real(body, **options)
+
+    monkeypatch.setattr(model, "answer_async", answer)
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    lines = [{"custom_id": name, "method": "POST", "url": "/v1/chat/completions",
+              "body": {"messages": [{"role": "user", "content": name}], "max_tokens": 4}} for name in ("a", "boom", "c")]
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary = run_file(model, source, target, progress=False)
+    assert (summary.succeeded, summary.failed) == (2, 1)
+    by_id = {record["custom_id"]: record["response"] for record in _records(target)}
+    assert by_id["a"]["status_code"] == by_id["c"]["status_code"] == 200
+    assert by_id["boom"]["status_code"] == 500
+    assert by_id["boom"]["body"]["error"] == {"message": "RuntimeError: a bug", "type": "internal_error",
+                                              "param": None, "code": None}
+    assert "batch request boom (line 2) failed" in caplog.text

@@ -31,12 +31,10 @@ import ray
 import ray.data
 from ray.data import ActorPoolStrategy, DataContext
 
-from constrain.batch import BatchSummary, answered_lines, output_line, plan_lines
-from constrain.errors import ConstrainError, InvalidRequestError
+from constrain.batch import BatchSummary, answer_line, answered_lines, output_line, plan_lines, record_text
+from constrain.errors import InvalidRequestError
 from constrain.loading import default_max_batch
 from constrain.model import load, run_sync
-
-log = logging.getLogger("constrain.scale")
 
 _LOAD_OPTIONS = frozenset(name for name in inspect.signature(load).parameters if name != "model")
 
@@ -62,19 +60,10 @@ class ModelActor:
         gate = asyncio.Semaphore(2 * self.model.max_batch)  # enough to keep the batch full
 
         async def one(custom_id: str, line: int, body_text: str) -> tuple[str, bool]:
-            body = json.loads(body_text)
             async with gate:
-                try:
-                    result = await self.model.answer_async(body, default_max_tokens=self.default_max_tokens)
-                    record, ok = output_line(custom_id, status=200, body=result.model_dump(mode="json"), line=line), True
-                except ConstrainError as exc:
-                    record, ok = output_line(custom_id, status=exc.status_code, body=exc.to_dict(), line=line), False
-                except Exception as exc:  # a bug: answer this line with a 500, keep the job going
-                    log.exception("batch request %s failed", custom_id)
-                    body_500 = {"error": {"message": f"{type(exc).__name__}: {exc}", "type": "internal_error",
-                                          "param": None, "code": None}}
-                    record, ok = output_line(custom_id, status=500, body=body_500, line=line), False
-            return json.dumps(record, ensure_ascii=False, separators=(",", ":")), ok
+                record, ok = await answer_line(self.model, custom_id, json.loads(body_text), line,
+                                               default_max_tokens=self.default_max_tokens)
+            return record_text(record), ok
 
         return list(await asyncio.gather(*(one(*row) for row in zip(ids, lines, bodies, strict=True))))
 
@@ -184,8 +173,7 @@ def _run(todo: list[tuple[int, str | None, Any, str | None]], target: Path, *, m
 
             for position, (number, custom_id, _, problem) in enumerate(todo):
                 if problem is not None:  # not a request: answered here, in its place
-                    record = output_line(custom_id, code="invalid_line", message=problem, line=number)
-                    write(json.dumps(record, ensure_ascii=False, separators=(",", ":")), False)
+                    write(record_text(output_line(custom_id, code="invalid_line", message=problem, line=number)), False)
                     continue
                 row = next(results)
                 if int(row["position"]) != position:
