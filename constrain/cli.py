@@ -25,7 +25,6 @@ from constrain.scale import require_ray
 from constrain.scale.options import (
     add_batch_options,
     add_serve_options,
-    api_keys,
     batch_actors,
     serve_scaling,
 )
@@ -186,7 +185,7 @@ def _serve(args: argparse.Namespace) -> int:
         require_ray("--ray")
         from constrain.scale.ray_serve import serve_cli
 
-        return serve_cli(args, api_keys(args), scaling)
+        return serve_cli(args, scaling)
     return serve(args)
 
 

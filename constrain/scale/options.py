@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
 from constrain.errors import InvalidRequestError
-from constrain.images import ImagePolicy
 
 
 def _whole(value: Any) -> bool:
@@ -97,32 +94,6 @@ def batch_actors(args: argparse.Namespace) -> int | None:
     return int(actors)
 
 
-def app_options(args: argparse.Namespace, keys: list[str]) -> dict[str, Any]:
-    """``create_app``'s keywords from parsed ``constrain serve`` arguments, as ``serve`` builds them."""
-    return {
-        "engine": args.engine,
-        "runtime": args.runtime,
-        "threads": getattr(args, "threads", None),
-        "property_order": "any" if args.any_order else "schema",
-        "api_keys": keys,
-        "max_queue": args.max_queue,
-        "max_batch": getattr(args, "max_batch", None),
-        "max_tokens_limit": args.max_tokens_limit,
-        "max_request_bytes": args.max_request_bytes,
-        "cache_size": args.cache_size,
-        "compile_timeout_s": getattr(args, "compile_timeout", DEFAULT_COMPILE_TIMEOUT_S),
-        "max_compiles": args.max_compiles,
-        "shutdown_grace_s": args.shutdown_grace,
-        "body_timeout_s": args.body_timeout,
-        "load_models_at_start": args.load_models == "start",
-        "image_policy": ImagePolicy(
-            fetch_domains=tuple(d.strip() for d in args.allow_image_fetch.split(",") if d.strip()),
-            allow_private=args.allow_private_image_hosts,
-            local_root=Path(args.allowed_local_media_path) if args.allowed_local_media_path else None,
-        ),
-    }
-
-
 def _ray_group(parser: argparse.ArgumentParser, title: str, ray_help: str, unit: str) -> Any:
     """The options ``serve --ray`` and ``batch --ray`` share: the switch, the cluster, and what
     each ``unit`` (a replica, an actor) reserves."""
@@ -149,15 +120,6 @@ def add_batch_options(parser: argparse.ArgumentParser) -> None:
     group = _ray_group(parser, "Ray Data", "spread the requests over a pool of model actors on a Ray cluster "
                        "(output in input order)", "actor")
     group.add_argument("--actors", type=int, default=None, metavar="N", help="with --ray: model actors (2)")
-
-
-def api_keys(args: argparse.Namespace) -> list[str]:
-    """``--api-key`` values and ``CONSTRAIN_API_KEYS``, as ``constrain serve`` reads them."""
-    import os
-
-    from constrain.server import API_KEYS_ENV
-
-    return [*args.api_key, *[k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]]
 
 
 def quiet_local_cluster() -> None:

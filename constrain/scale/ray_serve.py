@@ -34,6 +34,7 @@ from constrain.errors import InvalidRequestError
 from constrain.loading import default_max_batch, one_torch_thread_under_llama_cpp
 from constrain.model import Model
 from constrain.scale.options import Scaling, parse_autoscale
+from constrain.server import api_keys, comma_list
 from constrain.server.app import create_app
 from constrain.server.shutdown import DEFAULT_SHUTDOWN_GRACE_S
 
@@ -232,9 +233,7 @@ def build_app(args: Mapping[str, Any]) -> Application:
     elif autoscale is not None:
         autoscale = (int(autoscale[0]), int(autoscale[1]))
     keys = args.pop("api_keys", ())
-    if isinstance(keys, str):
-        keys = [k.strip() for k in keys.split(",") if k.strip()]
-    keys = [*keys, *[k.strip() for k in os.environ.get("CONSTRAIN_API_KEYS", "").split(",") if k.strip()]]
+    keys = api_keys(comma_list(keys) if isinstance(keys, str) else keys)
     numbers = {"replicas": int, "num_cpus": float, "num_gpus": float, "max_batch": int, "max_queue": int,
                "max_tokens_limit": int, "max_request_bytes": int, "cache_size": int, "max_compiles": int,
                "compile_timeout_s": float, "shutdown_grace_s": float, "body_timeout_s": float}
@@ -250,18 +249,20 @@ def build_app(args: Mapping[str, Any]) -> Application:
 # --------------------------------------------------------------------------- the CLI
 
 
-def serve_cli(args: Any, keys: list[str], scaling: Scaling) -> int:
+def serve_cli(args: Any, scaling: Scaling) -> int:
     """``constrain serve --ray``: deploy on a Ray cluster (``--ray-address``, ``RAY_ADDRESS``, a
     cluster already running here, else a new local one), serve until SIGTERM/Ctrl-C, then remove
     the application (a cluster this command started stops with it)."""
     import ray
 
-    from constrain.scale.options import app_options, quiet_local_cluster
-    from constrain.server import served_models
+    from constrain.scale.options import quiet_local_cluster
+    from constrain.server import app_options, served_models
     from constrain.server.playground import url as playground_url
 
+    options = app_options(args)
+    keys = options["api_keys"]
     app = ray_app(served_models(args.model), replicas=scaling.replicas, autoscale=scaling.autoscale,
-                  num_cpus=args.replica_cpus, num_gpus=args.replica_gpus, **app_options(args, keys))
+                  num_cpus=args.replica_cpus, num_gpus=args.replica_gpus, **options)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     quiet_local_cluster()
     ray.init(address=args.ray_address, include_dashboard=False, logging_level=logging.WARNING)

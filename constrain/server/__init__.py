@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,43 @@ def served_models(values: list[str] | str | None) -> str | None | dict[str, str 
     return served
 
 
+def comma_list(text: str) -> list[str]:
+    """A comma-separated option's values, blanks dropped."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def api_keys(given: Iterable[str] = ()) -> list[str]:
+    """The keys given (``--api-key``, a config's list) and those in ``CONSTRAIN_API_KEYS``."""
+    return [*given, *comma_list(os.environ.get(API_KEYS_ENV, ""))]
+
+
+def app_options(args: Any) -> dict[str, Any]:
+    """``create_app``'s keywords from parsed ``constrain serve`` arguments (also for ``--ray``)."""
+    local_media = getattr(args, "allowed_local_media_path", None)
+    return {
+        "engine": args.engine,
+        "runtime": getattr(args, "runtime", "auto"),
+        "threads": getattr(args, "threads", None),
+        "property_order": "any" if getattr(args, "any_order", False) else "schema",
+        "api_keys": api_keys(args.api_key),
+        "max_queue": args.max_queue,
+        "max_batch": getattr(args, "max_batch", None),
+        "max_tokens_limit": args.max_tokens_limit,
+        "max_request_bytes": args.max_request_bytes,
+        "cache_size": getattr(args, "cache_size", 256),
+        "compile_timeout_s": getattr(args, "compile_timeout", DEFAULT_COMPILE_TIMEOUT_S),
+        "max_compiles": getattr(args, "max_compiles", None),
+        "shutdown_grace_s": getattr(args, "shutdown_grace", DEFAULT_SHUTDOWN_GRACE_S),
+        "body_timeout_s": getattr(args, "body_timeout", 30.0),
+        "load_models_at_start": getattr(args, "load_models", "start") == "start",
+        "image_policy": ImagePolicy(
+            fetch_domains=tuple(comma_list(getattr(args, "allow_image_fetch", ""))),
+            allow_private=getattr(args, "allow_private_image_hosts", False),
+            local_root=Path(local_media) if local_media else None,
+        ),
+    }
+
+
 def serve(args: Any) -> int:
     """Run the server from parsed ``constrain serve`` arguments; returns when it stops."""
     import uvicorn
@@ -63,30 +101,9 @@ def serve(args: Any) -> int:
     models = served_models(args.model)
     one_torch_thread_under_llama_cpp(list(models.values()) if isinstance(models, dict) else [models],
                                      getattr(args, "runtime", "auto"))
-    keys = [*args.api_key, *[k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip()]]
-    app = create_app(
-        models,
-        engine=args.engine,
-        runtime=getattr(args, "runtime", "auto"),
-        threads=getattr(args, "threads", None),
-        property_order="any" if getattr(args, "any_order", False) else "schema",
-        api_keys=keys,
-        max_queue=args.max_queue,
-        max_batch=getattr(args, "max_batch", None),
-        max_tokens_limit=args.max_tokens_limit,
-        max_request_bytes=args.max_request_bytes,
-        cache_size=getattr(args, "cache_size", 256),
-        compile_timeout_s=getattr(args, "compile_timeout", DEFAULT_COMPILE_TIMEOUT_S),
-        max_compiles=getattr(args, "max_compiles", None),
-        shutdown_grace_s=getattr(args, "shutdown_grace", DEFAULT_SHUTDOWN_GRACE_S),
-        body_timeout_s=getattr(args, "body_timeout", 30.0),
-        load_models_at_start=getattr(args, "load_models", "start") == "start",
-        image_policy=ImagePolicy(
-            fetch_domains=tuple(d.strip() for d in getattr(args, "allow_image_fetch", "").split(",") if d.strip()),
-            allow_private=getattr(args, "allow_private_image_hosts", False),
-            local_root=Path(args.allowed_local_media_path) if getattr(args, "allowed_local_media_path", None) else None,
-        ),
-    )
+    options = app_options(args)
+    keys = options["api_keys"]
+    app = create_app(models, **options)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     if not keys and not _is_loopback(args.host):
         log.warning("serving on %s without --api-key: anyone who can reach this address can use it", args.host)
