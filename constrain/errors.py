@@ -190,6 +190,17 @@ class ShuttingDownError(ConstrainError):
         super().__init__(message)
 
 
+class ReplicaUnavailableError(ConstrainError):
+    """Behind Ray Serve: the replica generating a stream stopped before it finished."""
+
+    status_code = 503
+    error_type = "replica_unavailable"
+
+    def __init__(self, message: str = "the replica generating this stream stopped before it finished (it died or "
+                                      "was removed); the answer is incomplete: send the request again") -> None:
+        super().__init__(message, code="replica_lost")
+
+
 class SchemaWarning(UserWarning):
     """A schema keyword was accepted but not enforced because JSON Schema calls it an annotation
     (for example an unknown ``format``)."""

@@ -283,13 +283,15 @@ def load(
     ``runtime``: what runs the forward pass: "transformers", "llama.cpp" (GGUF files, with
     ``pip install constrain[llama-cpp]``) or "auto" (llama.cpp for a GGUF when it is installed).
     Masks, sampling and parsing are the same on both. ``threads``: llama.cpp's threads (default:
-    the CPUs but one; transformers uses torch's setting). On transformers, the first load of a GGUF converts it (seconds, with a progress bar) and caches the result
-    under ``CONSTRAIN_CACHE_DIR`` (default: the user cache dir); later loads read the cache.
+    the CPUs but one; transformers uses torch's setting). On transformers, the first load of a
+    GGUF converts it (seconds, with a progress bar) and caches the result under
+    ``CONSTRAIN_CACHE_DIR`` (default: the user cache dir); later loads read the cache.
     """
     hf_model: Any = None
     engine_runtime: Runtime | None = None
-    max_batch = default_max_batch(max_batch, runtime, model)
-    if choose_runtime(runtime, model) == "llama.cpp":
+    chosen = choose_runtime(runtime, model)
+    max_batch = default_max_batch(max_batch, chosen, model)
+    if chosen == "llama.cpp":
         name, engine_runtime, tokenizer = _load_llama_cpp(model, max_batch, threads)
     else:
         if device is None:

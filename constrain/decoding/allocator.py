@@ -5,7 +5,7 @@ buffers that grow), and glibc's malloc, by default, raises its mmap threshold ea
 block is freed: later blocks of that size then come from the heap, where a few live
 allocations pin the free space around them, and resident memory creeps up over thousands of
 requests while nothing leaks. A fixed threshold keeps large blocks in mmap (returned on free),
-and a trim when the batch goes idle hands back the heap's free tail and pages.
+and a trim from the decoding loop, every few seconds at most, hands back the heap's free pages.
 Non-glibc systems: both are no-ops.
 """
 

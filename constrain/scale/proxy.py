@@ -14,27 +14,18 @@ set where the Ray node starts (``constrain serve --ray`` sets it for a cluster i
 
 from __future__ import annotations
 
-import json
 import logging
 
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from constrain.errors import ReplicaUnavailableError
+from constrain.server.errors import sse_error_event
+
 log = logging.getLogger("constrain.scale")
 
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 PROXY_CALLBACK = "constrain.scale.proxy:proxy_middlewares"
-
-REPLICA_LOST = {
-    "error": {
-        "message": "the replica generating this stream stopped before it finished (it died or was removed); "
-                   "the answer is incomplete: send the request again",
-        "type": "replica_unavailable",
-        "param": None,
-        "code": "replica_lost",
-    }
-}
-
 
 class FinishCutStreams:
     """ASGI middleware (proxy side): an event stream that ends without its final body message gets
@@ -61,7 +52,7 @@ class FinishCutStreams:
 
         await self.app(scope, receive, watch)  # the proxy returns normally when the replica's stream broke
         if state["stream"] and state["started"] and not state["finished"]:
-            event = b"data: " + json.dumps(REPLICA_LOST, separators=(",", ":")).encode() + b"\n\n"
+            event = sse_error_event(ReplicaUnavailableError())
             log.warning("an event stream was cut off (its replica stopped); sent the client an error event")
             try:
                 await send({"type": "http.response.body", "body": event, "more_body": False})

@@ -157,7 +157,8 @@ def test_proxy_middleware_finishes_a_cut_stream():
     sent = asyncio.run(run(cut_stream))
     assert sent[-1]["more_body"] is False
     event = json.loads(sent[-1]["body"].decode()[len("data: "):])
-    assert event["error"]["type"] == "replica_unavailable"
+    assert event["error"]["type"] == "replica_unavailable" and event["error"]["code"] == "replica_lost"
+    assert event["error"]["http_status_code"] == 503  # as the server's own error events
     assert len(asyncio.run(run(whole_json))) == 2  # a finished response is left alone
 
 
