@@ -9,6 +9,7 @@ pass is off the critical path (shown apart, "overlapped"); only the wait after t
 
     .venv/bin/python benchmarks/profile_step.py --n 10 --threads 1            # one request at a time
     .venv/bin/python benchmarks/profile_step.py --n 30 --batch 16 --threads 2  # 16 rows a step
+    .venv/bin/python benchmarks/profile_step.py --n 10 --batch 8 --runtime llama.cpp --llama-threads 2
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=192)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: leave torch's default)")
     parser.add_argument("--free", action="store_true", help="profile unconstrained requests instead")
+    parser.add_argument("--runtime", choices=("transformers", "llama.cpp"), default="transformers")
+    parser.add_argument("--llama-threads", type=int, default=None, help="llama.cpp's threads (default: the CPUs but one)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = constrain.load(max_batch=max(1, args.batch), runtime="transformers")
+    model = constrain.load(max_batch=max(1, args.batch), runtime=args.runtime, threads=args.llama_threads)
     cases = json.loads(SCHEMAS.read_text())[: args.n]
     results: list[Any] = []
 
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     forward = totals["forward"]
     rows = sum(rows_per_step) / len(rows_per_step) if rows_per_step else 0
     print(f"# profile_step: {len(results)} {'free' if args.free else 'constrained'} requests from {args.batch} "
-          f"client(s), torch {torch.__version__}, {torch.get_num_threads()} threads; {tokens} output tokens, "
+          f"client(s), {args.runtime}, torch {torch.__version__}, {torch.get_num_threads()} threads; {tokens} output tokens, "
           f"{forwards} forward passes (mean {rows:.1f} rows each), {tokens / wall:.1f} tok/s")
     print()
     print("| part | total ms | per forward pass µs | % of forward |")

@@ -80,6 +80,20 @@ def engine_grammar(constraint: Constraint) -> EngineGrammar:
     raise ValueError(f"a {constraint.kind} constraint has no grammar")
 
 
+def check_text(constraint: Constraint, text: str, what: str) -> None:
+    """Raise GenerationError naming ``what`` when a finished text fails a JSON or regex constraint."""
+    if constraint.kind == "json":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GenerationError(f"{what} is not JSON ({exc}): {text[:200]!r}") from None
+        problem = validate_instance(constraint.source, value)
+        if problem:
+            raise GenerationError(f"{what} fails its schema {problem}: {text[:200]!r}")
+    elif constraint.kind == "regex" and re.fullmatch(constraint.source, text) is None:
+        raise GenerationError(f"{what} does not match the regex: {text[:200]!r}")
+
+
 class CompiledConstraint:
     """A constraint compiled for one tokenizer. Immutable; make one matcher per sequence.
 
@@ -105,17 +119,7 @@ class CompiledConstraint:
 
     def check_output(self, text: str) -> None:
         """Raise GenerationError if a finished output does not match: that would be a bug."""
-        kind = self.constraint.kind
-        if kind == "json":
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise GenerationError(f"constrained output is not JSON ({exc}): {text[:200]!r}") from None
-            problem = validate_instance(self.constraint.source, value)
-            if problem:
-                raise GenerationError(f"constrained output fails its schema {problem}: {text[:200]!r}")
-        elif kind == "regex" and re.fullmatch(self.constraint.source, text) is None:
-            raise GenerationError(f"constrained output does not match the regex: {text[:200]!r}")
+        check_text(self.constraint, text, "constrained output")
 
     def __str__(self) -> str:
         return self.grammar.grammar_text if self.grammar is not None else "(unconstrained text)"

@@ -16,28 +16,27 @@ keyword, never a looser grammar.
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from constrain.compiler import Constraint, PropertyOrder, Whitespace, parse_response_format
-from constrain.constraints import engine_grammar
+from constrain.constraints import check_text, engine_grammar
 from constrain.deadline import compile_deadline, run_bounded
 from constrain.engines import EngineGrammar
 from constrain.engines.llguidance import check_portable
 from constrain.errors import (
     CompileTimeoutError,
     ConstrainError,
-    GenerationError,
     InvalidGrammarError,
     InvalidRequestError,
     SchemaLimitError,
     UnsupportedSchemaError,
 )
 from constrain.requests import parse_request
-from constrain.schema import normalize, validate_instance
+from constrain.schema import normalize
 from constrain.schema.array_rules import ANY_INDEX, AnyKey, ArrayRule, Path
 from constrain.tools import ToolCallParser, ToolSetup, build_grammar, resolve, tools_text
 from constrain.tools.grammar import CLOSE, OPEN, json_rule, regex_literal, text_rules
@@ -276,22 +275,9 @@ def _refusal(message: str, *, keyword: str, pointer: str, param: str) -> Unsuppo
 
 def _text_check(text: Constraint) -> Callable[[str], None] | None:
     """Validation of a complete text answer, as ``CompiledConstraint.check_output`` does it."""
-    if text.kind == "json":
-        def check_json(output: str) -> None:
-            try:
-                value = json.loads(output)
-            except json.JSONDecodeError as exc:
-                raise GenerationError(f"the server's output is not JSON ({exc}): {output[:200]!r}") from None
-            problem = validate_instance(text.source, value)
-            if problem:
-                raise GenerationError(f"the server's output fails its schema {problem}: {output[:200]!r}")
-        return check_json
-    if text.kind == "regex":
-        def check_regex(output: str) -> None:
-            if re.fullmatch(text.source, output) is None:
-                raise GenerationError(f"the server's output does not match the regex: {output[:200]!r}")
-        return check_regex
-    return None
+    if text.kind not in ("json", "regex"):
+        return None
+    return functools.partial(check_text, text, what="the server's output")
 
 
 def _dotted(pointer: str) -> str:

@@ -238,7 +238,11 @@ class LlamaCppRuntime(Runtime):
         # (feed index, position in the feed) of every logits row asked for, in batch order.
         wanted: list[tuple[int, int]] = []
         rows: list[np.ndarray] = []
-        entries = [(i, j) for i, feed in enumerate(feeds) for j in range(len(feed.tokens))]
+        # In slot order: llama.cpp cuts a batch into forward passes of consecutive sequence ids
+        # (one KV stream each), so 8 rows in slot order are one pass and in any other order up
+        # to 8 (measured: 67 against 104 ms for a step of 8 rows on 1 thread).
+        order = sorted(range(len(feeds)), key=lambda i: self._slot_of[feeds[i].seq_id].index)
+        entries = [(i, j) for i in order for j in range(len(feeds[i].tokens))]
         for start in range(0, len(entries), _BATCH_TOKENS):
             chunk = entries[start : start + _BATCH_TOKENS]
             asked = self._fill_batch(feeds, chunk)
