@@ -34,6 +34,7 @@ from constrain.errors import (
 )
 from constrain.schema import arrays, objects, order, scalars
 from constrain.schema.array_rules import ArrayRule, Path, split_runtime
+from constrain.schema.check import check_schema
 from constrain.schema.combinators import Algebra
 from constrain.schema.dialects import DRAFT2019, at_least, dialect_of, upgrade
 from constrain.schema.flat import (
@@ -51,7 +52,7 @@ from constrain.schema.flat import (
 from constrain.schema.limits import MAX_REF_DEPTH
 from constrain.schema.order import ObjectRule, PropertyOrder
 from constrain.schema.patterns import ecma_to_engine
-from constrain.schema.refs import ROOT_URI, RefIndex, escape, find_keyword
+from constrain.schema.refs import ROOT_URI, RefIndex, Target, escape, find_keyword
 from constrain.schema.strings import rewrite_string_keywords
 
 _COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains",
@@ -89,7 +90,7 @@ def _normalize(schema: Any, close_objects: bool, param: str, at_runtime: bool,
     if schema is False:
         raise UnsatisfiableSchemaError(f"`{param}` is the schema `false`, which no output can match", param=param)
     try:
-        normalizer = Normalizer(schema, close_objects, at_runtime)
+        normalizer = Normalizer(schema, close_objects, at_runtime, param)
         out = normalizer.run()
         if not at_runtime:
             return out, ()
@@ -148,8 +149,9 @@ def _name_the_users_keyword(schema: Any, exc: UnsupportedSchemaError) -> None:
 class Normalizer:
     """One normalisation: the reference index, the normalised definitions, the validator for values."""
 
-    def __init__(self, schema: Any, close_objects: bool, at_runtime: bool = False) -> None:
+    def __init__(self, schema: Any, close_objects: bool, at_runtime: bool = False, param: str = "schema") -> None:
         self.root = schema
+        self.param = param
         self.close_objects = close_objects
         self.at_runtime = at_runtime
         self.marked = False  # some array's uniqueItems or contains is left to the matcher
@@ -356,6 +358,14 @@ class Normalizer:
 
     # ------------------------------------------------------------------ references
 
+    def _check_elsewhere(self, target: Target) -> None:
+        """The meta-schema check of a ``$ref`` target it did not see (under an unknown keyword):
+        the same 400 naming the place as anywhere else, in the document's dialect."""
+        node = target.node
+        if self.schema_uri and "$schema" not in node:
+            node = {**node, "$schema": self.schema_uri}
+        check_schema(node, param=self.param + target.pointer.replace("/", "."))
+
     def _ref(self, ref: Any, base: str, pointer: str) -> Dnf:
         if not isinstance(ref, str):
             raise unsupported("`$ref` must be a string", "$ref", pointer)
@@ -368,6 +378,8 @@ class Normalizer:
                     f"`$ref`s at {pointer or '/'} lead through more than {MAX_REF_DEPTH} references in a row",
                     limit="ref_depth", value=MAX_REF_DEPTH,
                 )
+            if not self.index.at_schema_location(target.node):
+                self._check_elsewhere(target)
             name = f"n{len(self.names)}"
             self.names[key] = name
             self.pending.add(name)

@@ -87,6 +87,7 @@ class RefIndex:
         self.dialect = dialect
         self.resources: dict[str, tuple[Any, str, str]] = {}
         self.anchors: dict[str, Target] = {}
+        self._subschemas: set[int] = set()  # the nodes the walk met where the dialect puts subschemas
         root_id = self.id_of(root)
         self.root_base = urljoin(ROOT_URI, root_id) if root_id else ROOT_URI
         self.resources[ROOT_URI] = (root, "", ROOT_URI)
@@ -117,9 +118,15 @@ class RefIndex:
             return fragment or None
         return None
 
+    def at_schema_location(self, node: Any) -> bool:
+        """Whether ``node`` sits where the dialect puts subschemas, as the meta-schema check sees
+        them (a JSON-pointer ``$ref`` may also name a node under an unknown keyword)."""
+        return not isinstance(node, dict) or id(node) in self._subschemas
+
     def _walk(self, node: Any, base: str, pointer: str) -> None:
         if not isinstance(node, dict):
             return
+        self._subschemas.add(id(node))
         outer = base
         own = self.id_of(node)
         if own:

@@ -48,3 +48,25 @@ def test_the_walk_visits_each_subschema_once(monkeypatch):
     index = RefIndex(schema, DRAFT2020)
     assert len(visits) == 201 and len(set(visits)) == 201
     assert "https://x.invalid/not-an-id" not in index.resources
+
+
+def test_a_ref_under_an_unknown_keyword_gets_the_meta_schema_check():
+    """A `$ref` may name a node the meta-schema check never saw (under a keyword that is not a
+    schema keyword): that node is checked when the reference is followed, in the document's
+    dialect, and a bad value there is the usual 400 naming its place (found by the mutated
+    MaskBench fuzzer: `minLength: null` gave a 500)."""
+    from constrain.errors import InvalidSchemaError
+    from constrain.schema import normalize
+
+    schema = {"$schema": "http://json-schema.org/draft-04/schema#",
+              "resourceDefinitions": {"partner": {"type": "object", "required": ["name"],
+                                                  "properties": {"name": {"type": "string", "minLength": None}}}},
+              "properties": {"p": {"$ref": "#/resourceDefinitions/partner"}}, "required": ["p"]}
+    with pytest.raises(InvalidSchemaError) as caught:
+        normalize(schema, param="response_format.value")
+    assert caught.value.param == "response_format.value.resourceDefinitions.partner.properties.name.minLength"
+    schema["resourceDefinitions"]["partner"]["properties"]["name"]["minLength"] = 2
+    assert normalize(schema)["properties"]["p"]["properties"]["name"] == {"type": "string", "minLength": 2}
+    # draft-04's boolean exclusiveMinimum there is read in draft-04, not refused as 2020-12 would
+    schema["resourceDefinitions"]["partner"]["properties"]["n"] = {"minimum": 1, "exclusiveMinimum": True}
+    normalize(schema)
