@@ -5,7 +5,9 @@ Hypothesis draws requests over every field (valid and invalid values), hostile a
 schemas, random tools, malformed bodies (bad JSON, invalid UTF-8, NUL bytes, lone
 surrogates, deep nesting), and real MaskBench schemas mutated (keywords swapped, values
 enlarged, nesting added). CI runs ``FUZZ_EXAMPLES`` (default 150) examples of each strategy;
-``FUZZ_EXAMPLES=10000`` runs them at size (benchmarks/RESULTS.md).
+``FUZZ_EXAMPLES=10000`` runs them at size (benchmarks/RESULTS.md). The examples are the same on
+every run (derandomized) unless ``FUZZ_SEED=N`` asks for another draw (``--hypothesis-seed`` alone
+does not change a derandomized run).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 import httpx
 import jsonschema
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 
 from tests.server.fuzz_strategies import malformed_bodies, mutated_maskbench, requests
 
@@ -40,10 +42,17 @@ def _check(reply: httpx.Response, took: float, sent: object) -> None:
         assert error["param"], (reply.text[:500], repr(sent)[:500])
 
 
-_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+SEED = os.environ.get("FUZZ_SEED")
+_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=SEED is None, database=None,
                      suppress_health_check=list(HealthCheck))
 
 
+def _drawn(test):  # type: ignore[no-untyped-def]
+    """``FUZZ_SEED``: the same draw on every run of that seed, another one than the default's."""
+    return test if SEED is None else seed(int(SEED))(test)
+
+
+@_drawn
 @_SETTINGS
 @given(body=requests())
 def test_fuzzed_requests(fuzz_server, body):
@@ -57,6 +66,7 @@ def test_fuzzed_requests(fuzz_server, body):
     _check(reply, time.monotonic() - start, body)
 
 
+@_drawn
 @_SETTINGS
 @given(raw=malformed_bodies())
 def test_malformed_bodies(fuzz_server, raw):
@@ -67,6 +77,7 @@ def test_malformed_bodies(fuzz_server, raw):
     assert reply.status_code != 200 or raw.startswith(b"{")
 
 
+@_drawn
 @_SETTINGS
 @given(schema=mutated_maskbench())
 def test_mutated_maskbench_schemas(fuzz_server, schema):
