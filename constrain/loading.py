@@ -136,7 +136,9 @@ def default_max_batch(max_batch: int | None, runtime: str, model: str | os.PathL
     from constrain.decoding.core import DEFAULT_MAX_BATCH
     from constrain.decoding.runtimes.llama_cpp import DEFAULT_SLOTS
 
-    return DEFAULT_SLOTS if choose_runtime(runtime, model) == "llama.cpp" else DEFAULT_MAX_BATCH
+    # A runtime already chosen is not resolved again (a packaged model's resolve checks its file's sum).
+    chosen = runtime if runtime in ("transformers", "llama.cpp") else choose_runtime(runtime, model)
+    return DEFAULT_SLOTS if chosen == "llama.cpp" else DEFAULT_MAX_BATCH
 
 
 def one_torch_thread_under_llama_cpp(models: list[Any], runtime: str) -> bool:
