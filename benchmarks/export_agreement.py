@@ -13,7 +13,7 @@ schema declares them (``key_order.py``), so that valid instances are accepted to
 rejected for their key order.
 
 A schema that constrain compiles but that needs its runtime matcher (``uniqueItems`` over
-unbounded items, ``contains`` counts) must be refused by the export with an
+unbounded items, ``contains`` counts, values checked when they end) must be refused by the export with an
 ``UnsupportedSchemaError`` (``code: not_exportable``) whose ``param`` ends with the keyword.
 A schema constrain refuses must be refused by the export too.
 

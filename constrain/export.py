@@ -37,7 +37,7 @@ from constrain.errors import (
 )
 from constrain.requests import parse_request
 from constrain.schema import normalize
-from constrain.schema.array_rules import ANY_INDEX, AnyKey, ArrayRule, Path
+from constrain.schema.array_rules import ANY_INDEX, AnyKey, ArrayRule, Path, ValueRule
 from constrain.tools import ToolCallParser, ToolSetup, build_grammar, resolve, tools_text
 from constrain.tools.grammar import CLOSE, OPEN, json_rule, regex_literal, text_rules
 from constrain.types import FinishReason, ResponseMessage
@@ -246,13 +246,19 @@ def _blame(setup: ToolSetup, text: Constraint, whitespace: Whitespace) -> Constr
 def _not_exportable(text: Constraint, rules: tuple[tuple[Path, Any], ...]) -> UnsupportedSchemaError:
     """The error for a constraint that needs the runtime matcher, naming the keyword and where."""
     param = text.param or "response_format"
-    array = next((rule for _, rule in rules if isinstance(rule, ArrayRule)), None)
+    array = next((rule for _, rule in rules if isinstance(rule, ArrayRule | ValueRule)), None)
     if array is None:  # only objects whose keys may come in any order
         places = ", ".join(_show(path) for path, _ in rules[:3])
         return _refusal(
             f"`property_order`: any key order (objects at {places}) is kept by constrain's runtime matcher, which no "
             "grammar can express, so it cannot be exported; export with property_order='schema' (the schema's order)",
             keyword="properties", pointer="", param="property_order")
+    if isinstance(array, ValueRule):  # the keyword has no grammar form: the matcher checks the finished value
+        keyword, _, pointer = array.checks[0]
+        where = param + pointer.replace("/", ".")
+        return _refusal(f"`{where}`: this {keyword} has no exact grammar form, so constrain's runtime matcher "
+                        "checks each value it governs when the value ends; no grammar can express that, so it "
+                        "cannot be exported", keyword=keyword, pointer=pointer, param=where)
     keyword, pointer, where, reason = array.keyword, "", param, ""
     try:
         # Without the runtime matcher the normaliser says where and why the keyword has no grammar.

@@ -375,7 +375,8 @@ class DecodingCore:
                 self._guard(seq, seq.fail, failed[row_index])
                 continue
             if not bool(allowed[k, : seq.vocab_size].any()):
-                self._guard(seq, _raise, GenerationError("the constraint allows no token here (engine dead end)"))
+                reason = seq.matcher.error() if seq.matcher is not None else None
+                self._guard(seq, _raise, GenerationError(f"the constraint allows no token here ({reason or 'engine dead end'})"))
                 continue
             row = allowed[k]
             try:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 _ENGINE_LIMIT = re.compile(r"too big|too complex|too large|too many|fuel|limit exceeded|items; max is", re.IGNORECASE)
 _UNIMPLEMENTED = re.compile(r'Unimplemented keys: \[(.*?)\]')
 _UNKNOWN_FORMAT = re.compile(r"Unknown format: (\S+)")
+_OVERLAPPING_PATTERNS = re.compile(r"patternProperty regexes .* are not disjoint", re.DOTALL)
 
 
 class LLGuidanceMatcher:
@@ -109,7 +110,7 @@ class LLGuidanceGrammar:
         inner = LLGuidanceMatcher(self._start.deep_copy(), self)
         if not self._rules or self._engine is None:
             return inner
-        return RulesMatcher(inner, self._engine.token_table(), self._rules)
+        return RulesMatcher(inner, self._engine.token_table(), self._rules, self._engine.eos_token_id)
 
 
 class LLGuidanceEngine:
@@ -173,6 +174,11 @@ class LLGuidanceEngine:
                 keyword=keyword,
                 pointer=where or "",
             )
+        if _OVERLAPPING_PATTERNS.search(message):  # the keyword names it: normalising again can check it instead
+            return UnsupportedSchemaError(
+                f"`patternProperties` whose patterns a name may match together cannot be enforced by the engine "
+                f"({message.strip()})", keyword="patternProperties",
+                pointer=find_keyword(grammar.source, "patternProperties") or "")
         found = _UNKNOWN_FORMAT.search(message)
         if found:
             where = find_keyword(grammar.source, "format")

@@ -27,7 +27,7 @@ import numpy as np
 
 from constrain.engines.base import Matcher
 from constrain.nesting import string_char
-from constrain.schema.array_rules import ArrayRule, Path, matches
+from constrain.schema.array_rules import ArrayRule, Path, ValueRule, matches
 from constrain.schema.check import is_valid_instance
 from constrain.schema.order import ObjectRule
 
@@ -64,6 +64,16 @@ class _Frame:
     keys: frozenset[str] = frozenset()  # any-order objects: the keys so far
 
 
+@dataclass(frozen=True)
+class _Watched:
+    """A value being written at a place with a ValueRule: where its text began, how it ends."""
+
+    start: int
+    depth: int  # containers open around it
+    kind: str  # "c" container, "s" string, "n" number or literal
+    rule: ValueRule
+
+
 @lru_cache(maxsize=4096)
 def _valid_text(schema: str, text: bytes) -> bool:
     """Whether a closed object's text is valid against ``schema`` (the many tokens that could
@@ -77,9 +87,11 @@ def _valid_text(schema: str, text: bytes) -> bool:
 class _Scanner:
     """Where the output stands in its JSON: open containers, strings, scalars; watched items."""
 
-    def __init__(self, rules: tuple[tuple[Path, ArrayRule | ObjectRule], ...]) -> None:
+    def __init__(self, rules: tuple[tuple[Path, ArrayRule | ObjectRule | ValueRule], ...]) -> None:
         self.array_rules = [(p, r) for p, r in rules if isinstance(r, ArrayRule)]
         self.object_rules = [(p, r) for p, r in rules if isinstance(r, ObjectRule)]
+        self.value_rules = [(p, r) for p, r in rules if isinstance(r, ValueRule)]
+        self.watched: list[_Watched] = []  # values under a ValueRule being written, outermost first
         self.buf = bytearray()
         self.stack: list[_Frame] = []
         self.in_string = False
@@ -95,7 +107,8 @@ class _Scanner:
         and cuts the buffer back afterwards: nothing here changes.
         """
         other = _Scanner.__new__(_Scanner)
-        other.__dict__ = {**self.__dict__, "stack": [_Frame(**f.__dict__) for f in self.stack]}
+        other.__dict__ = {**self.__dict__, "stack": [_Frame(**f.__dict__) for f in self.stack],
+                          "watched": list(self.watched)}
         length = len(self.buf)
         try:
             for i, data in enumerate(tokens):
@@ -140,10 +153,44 @@ class _Scanner:
         top = self.stack[-1]
         return (*top.path, top.index if top.kind == "a" else top.key)
 
-    def _start_value(self) -> None:
+    def _start_value(self, kind: str) -> None:
         top = self.stack[-1] if self.stack else None
         if top is not None and top.kind == "a" and top.rule and top.item_start is None:
             top.item_start = len(self.buf) - 1
+        if self.value_rules:
+            path = self._value_path()
+            rule = next((r for p, r in self.value_rules if matches(p, path)), None)
+            if rule is not None:
+                self.watched.append(_Watched(len(self.buf) - 1, len(self.stack), kind, rule))
+
+    def _end_watched(self, kind: str, end: int) -> bool:
+        """A value of ``kind`` ended at ``end`` (exclusive); False if it fails its place's checks."""
+        if not self.watched:
+            return True
+        top = self.watched[-1]
+        if top.kind != kind or top.depth != len(self.stack):
+            return True
+        self.watched.pop()
+        return self._passes(top, end)
+
+    def _passes(self, watched: _Watched, end: int) -> bool:
+        text = bytes(self.buf[watched.start : end])
+        return all(_valid_text(schema, text) for schema in watched.rule.schemas)
+
+    def may_start_watched(self) -> bool:
+        """Whether a value under a ValueRule may begin within the next token: some checked place
+        lies below the innermost open container (any, at the top level)."""
+        if not self.stack:
+            return not self.buf.strip()
+        where = self.stack[-1].path
+        return any(len(p) > len(where) and matches(p[: len(where)], where) for p, _ in self.value_rules)
+
+    def root_scalar_ok(self) -> bool:
+        """Whether a number or literal written at the top level (it ends with the output, with no
+        delimiter to tell) passes its checks."""
+        if not self.watched or not self.in_scalar or self.stack:
+            return True
+        return self._passes(self.watched[-1], len(self.buf))
 
     def _end_value(self, end: int, commit: bool) -> bool:
         """A value ended at ``end`` (exclusive); False if the item breaks its array's rule."""
@@ -181,13 +228,13 @@ class _Scanner:
                             if top.key in top.keys:
                                 return False
                             top.keys = top.keys | {top.key}
-                    elif not self._end_value(len(self.buf), commit):
+                    elif not (self._end_value(len(self.buf), commit) and self._end_watched("s", len(self.buf))):
                         return False
                 continue
             if self.in_scalar:
                 if ch in ",]} \n\r\t":
                     self.in_scalar = False
-                    if not self._end_value(len(self.buf) - 1, commit):
+                    if not (self._end_value(len(self.buf) - 1, commit) and self._end_watched("n", len(self.buf) - 1)):
                         return False
                 else:
                     continue
@@ -198,9 +245,9 @@ class _Scanner:
                 if self.string_is_key:
                     self.key_start = len(self.buf) - 1
                 else:
-                    self._start_value()
+                    self._start_value("s")
             elif ch in "[{":
-                self._start_value()
+                self._start_value("c")
                 path = self._value_path()
                 frame = _Frame("a" if ch == "[" else "o", path, start=len(self.buf) - 1)
                 if ch == "[":
@@ -218,7 +265,7 @@ class _Scanner:
                 if rule and not (rule.closes(closed.keys) and (
                         rule.schema is None or _valid_text(rule.schema, bytes(self.buf[closed.start :])))):
                     return False
-                if not self._end_value(len(self.buf), commit):
+                if not (self._end_value(len(self.buf), commit) and self._end_watched("c", len(self.buf))):
                     return False
             elif ch == ",":
                 top = self.stack[-1]
@@ -233,7 +280,7 @@ class _Scanner:
                 self.stack[-1].expect_key = False
             elif ch not in " \n\r\t":
                 self.in_scalar = True
-                self._start_value()
+                self._start_value("n")
         return self._key_can_finish()
 
     def _key_can_finish(self) -> bool:
@@ -256,14 +303,16 @@ class RulesMatcher:
     """``inner`` plus the array and object rules at their paths; same Matcher protocol."""
 
     def __init__(self, inner: Matcher, table: TokenTable,
-                 rules: tuple[tuple[Path, ArrayRule | ObjectRule], ...]) -> None:
+                 rules: tuple[tuple[Path, ArrayRule | ObjectRule | ValueRule], ...], eos_token_id: int | None = None) -> None:
         self.inner = inner
+        self.eos_token_id = eos_token_id
         self.table = table
         self.token_bytes = table.token_bytes
         self.rules = rules
         self.scanner = _Scanner(rules)
         self.tokens: list[int] = []
         self._error: str | None = None
+        self._dead_end: str | None = None  # the last mask was emptied by a value check (why, for the error)
 
     def _breaks_rule(self, token: int) -> bool:
         return self.scanner.trial([self.token_bytes[token]]) == 0
@@ -283,9 +332,35 @@ class RulesMatcher:
             candidates.update(self._object_candidates(allowed, bitmask))
             if self.scanner.innermost()[0] is not None:
                 candidates.update(self._candidates(allowed))
+        if self.scanner.value_rules:
+            candidates.update(self._value_candidates(allowed))
+            if self.eos_token_id is not None and not self.scanner.root_scalar_ok():
+                candidates.add(self.eos_token_id)  # the output would end on a value that fails its check
+        self._dead_end = None
+        had_any = bool(self.scanner.watched) and bool(words.any())
         for token in candidates:
-            if self._breaks_rule(token):
+            if token == self.eos_token_id and not self.scanner.root_scalar_ok() or self._breaks_rule(token):
                 words[token >> 5] &= np.uint32(~(1 << (token & 31)) & 0xFFFFFFFF)
+        if had_any and not words.any():  # a dead end: say which check closed the last ways forward
+            keyword, _, pointer = self.scanner.watched[-1].rule.checks[0]
+            self._dead_end = (f"every way to finish the value here fails its `{keyword}` (at {pointer}), which no "
+                              "grammar expresses and is checked when the value ends")
+
+    def _value_candidates(self, allowed: np.ndarray) -> list[int]:
+        """The allowed tokens that could end a value under a ValueRule (a superset: each is tried)."""
+        t, scanner = self.table, self.scanner
+        pick = np.zeros(len(t.enders), dtype=bool)
+        if scanner.watched:  # the innermost watched value ends first: a token ending any of them ends it
+            watched = scanner.watched[-1]
+            if watched.kind == "c":
+                pick |= t.brackets >= len(scanner.stack) - watched.depth
+            elif watched.kind == "s":
+                pick |= t.quotes >= 1
+            else:
+                pick |= t.delims
+        if scanner.may_start_watched():  # a whole value in one token: two quotes, a delimiter, or `{}`-like
+            pick |= (t.quotes >= 2) | t.delims | ((t.openers >= 1) & (t.brackets >= 1))
+        return _ids(t.enders[allowed & pick])
 
     def _object_candidates(self, allowed: np.ndarray, bitmask: np.ndarray) -> list[int]:
         """The allowed tokens that could complete a key of, or close, an any-order object."""
@@ -354,12 +429,13 @@ class RulesMatcher:
         return forced[: self.scanner.trial([self.token_bytes[t] for t in forced])]
 
     def is_accepting(self) -> bool:
-        return self.inner.is_accepting()
+        return self.inner.is_accepting() and self.scanner.root_scalar_ok()
 
     def is_stopped(self) -> bool:
         return self.inner.is_stopped()
 
     def rollback(self, num_tokens: int) -> None:
+        self._dead_end = None
         self.inner.rollback(num_tokens)
         self._refeed(self.tokens[: len(self.tokens) - num_tokens])
 
@@ -371,7 +447,7 @@ class RulesMatcher:
             self.tokens.append(token)
 
     def error(self) -> str | None:
-        return self._error or self.inner.error()
+        return self._error or self._dead_end or self.inner.error()
 
     def hit_limit(self) -> bool:
         return self._error is None and self.inner.hit_limit()

@@ -1,4 +1,5 @@
-"""Array rules no grammar can express, and where in the output the matcher must enforce them.
+"""Array rules and value checks no grammar can express, and where in the output the matcher
+must enforce them.
 
 A grammar cannot say "no two items equal" (``uniqueItems``) or "between k and m items match
 this schema" (``contains`` with ``minContains``/``maxContains``) over unbounded items. The
@@ -9,9 +10,15 @@ arrays at those paths while tokens are generated: an item that would repeat an e
 or a match beyond ``maxContains``, never completes; the array never closes short of
 ``minContains``.
 
-That is exact only if the path alone tells which rule applies. So any other array that may
-stand at an overlapping path with another rule (or none), and markers under recursive
-``$ref``s (unbounded paths), are refused with a clear error.
+The same paths carry value checks (``ValueRule``): a ``oneOf`` whose branches may overlap with
+no exact complement, or a ``not`` or ``if`` with none, is written in the grammar as a superset
+(any branch, the rest without the ``not``, either outcome) and the value at that place is
+validated against the keyword, as written, when it ends; a token that would end it invalid
+is never allowed.
+
+That is exact only if the path alone tells which rule applies. So any other array (any other
+value, for a check) that may stand at an overlapping path with another rule (or none), and
+markers under recursive ``$ref``s (unbounded paths), are refused with a clear error.
 """
 
 from __future__ import annotations
@@ -20,9 +27,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from constrain.schema.flat import CONTAINS_AT_RUNTIME, CONTAINS_SOURCE, UNIQUE_AT_RUNTIME, unsupported
+from constrain.schema.flat import (
+    CONTAINS_AT_RUNTIME,
+    CONTAINS_SOURCE,
+    UNIQUE_AT_RUNTIME,
+    VALUE_CHECKS,
+    unsupported,
+)
 
-MARKERS = (UNIQUE_AT_RUNTIME, CONTAINS_AT_RUNTIME, CONTAINS_SOURCE)
+MARKERS = (UNIQUE_AT_RUNTIME, CONTAINS_AT_RUNTIME, CONTAINS_SOURCE, VALUE_CHECKS)
 # What a contains marker stands in for: the engine sees none of it.
 _CONTAINS_KEYWORDS = ("contains", "minContains", "maxContains")
 
@@ -69,31 +82,64 @@ class ArrayRule:
         return cls(bool(node.get(UNIQUE_AT_RUNTIME)), contains["schema"], contains["min"], contains["max"])
 
 
-def split_runtime(schema: Any) -> tuple[Any, tuple[tuple[Path, ArrayRule], ...]]:
-    """(the schema without markers, the paths of the arrays the matcher watches, with their rules)."""
+# (keyword, schema text, pointer of the keyword in the document): each schema self-contained.
+Checks = tuple[tuple[str, str, str], ...]
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """What a value at one place must also pass when it ends."""
+
+    checks: Checks
+
+    @property
+    def keyword(self) -> str:
+        """The first keyword checked (for errors)."""
+        return self.checks[0][0]
+
+    @property
+    def schemas(self) -> tuple[str, ...]:
+        return tuple(text for _, text, _ in self.checks)
+
+
+def split_runtime(schema: Any) -> tuple[Any, tuple[tuple[Path, ArrayRule | ValueRule], ...]]:
+    """(the schema without markers, the paths of the arrays and values the matcher watches, with their rules)."""
     defs = schema.get("$defs", {}) if isinstance(schema, dict) else {}
     ruled: list[tuple[Path, ArrayRule]] = []
     free: list[Path] = []
     short: list[Path] = []
+    # Every place a value may stand, with the checks the nodes there ask for (none: a free value).
+    placed: list[tuple[Path, Checks]] = []
 
-    def walk(node: Any, path: Path, refs: tuple[str, ...]) -> None:
+    def walk(node: Any, path: Path, refs: tuple[str, ...], inherited: Checks = ()) -> None:
         if node is True or not isinstance(node, dict):
             if node is True:
                 free.append(path)
+                placed.append((path, inherited))
             return
+        checks = (*inherited, *(tuple(c) for c in node.get(VALUE_CHECKS, []) if tuple(c) not in inherited))
         if "$ref" in node:
             name = str(node["$ref"]).rsplit("/", 1)[-1]
             if name in refs:  # recursion: fine unless a marker is reachable inside it
                 text = _text(defs.get(name))
-                for marker, keyword in ((UNIQUE_AT_RUNTIME, "uniqueItems"), (CONTAINS_AT_RUNTIME, "contains")):
+                for marker, keyword in ((UNIQUE_AT_RUNTIME, "uniqueItems"), (CONTAINS_AT_RUNTIME, "contains"),
+                                        (VALUE_CHECKS, "oneOf")):
                     if marker in text:
+                        if marker == VALUE_CHECKS:
+                            keyword, _, where = _first_check(defs.get(name))
+                            raise unsupported(f"a `{keyword}` with no exact grammar form, checked while generating, "
+                                              "cannot be enforced inside a recursive $ref", keyword, where)
                         raise unsupported(f"{keyword} inside a recursive $ref cannot be enforced", keyword, "")
                 return
-            walk(defs.get(name, True), path, (*refs, name))
+            walk(defs.get(name, True), path, (*refs, name), checks)
         for branch in node.get("anyOf", []):
-            walk(branch, path, refs)
-        if set(node) <= {"$ref", "anyOf", "$defs"}:
+            walk(branch, path, refs, checks)
+        bare = set(node) - {VALUE_CHECKS}
+        if bare <= {"$ref", "anyOf", "$defs"}:
+            if not bare:
+                placed.append((path, checks))  # any value
             return  # a pure reference or union: the value is what its targets or branches say
+        placed.append((path, checks))
         if _may_be_array(node):
             rule = ArrayRule.of(node)
             if rule is None and node.get("maxItems", 2) <= 1:
@@ -111,12 +157,14 @@ def split_runtime(schema: Any) -> tuple[Any, tuple[tuple[Path, ArrayRule], ...]]
             walk(node["additionalProperties"], (*path, others), refs)
         elif _may_be_object(node):
             free.append((*path, others))
+            placed.append(((*path, others), ()))
         for index, sub in enumerate(node.get("prefixItems", [])):
             walk(sub, (*path, index), refs)
         if "items" in node:
             walk(node["items"], (*path, ANY_INDEX), refs)
         elif _may_be_array(node):
             free.append((*path, ANY_INDEX))
+            placed.append(((*path, ANY_INDEX), ()))
 
     walk(schema, (), ())
     for index, (path, rule) in enumerate(ruled):
@@ -128,7 +176,41 @@ def split_runtime(schema: Any) -> tuple[Any, tuple[tuple[Path, ArrayRule], ...]]
             raise unsupported(
                 f"{keyword} at {_show(path)} shares its place with an array under other rules, "
                 "so the matcher could not tell which rule applies", keyword, "")
-    return _strip(schema), tuple(dict.fromkeys(ruled))
+    values = _value_rules(placed)
+    return _strip(schema), (*dict.fromkeys(ruled), *values)
+
+
+def _value_rules(placed: list[tuple[Path, Checks]]) -> list[tuple[Path, ValueRule]]:
+    """The checked places, each once; refused where another value may stand there unchecked
+    or checked otherwise (the matcher tells places apart by their path alone)."""
+    checked = list(dict.fromkeys((path, checks) for path, checks in placed if checks))
+    if not checked:
+        return []
+    by_length: dict[int, list[tuple[Path, Checks]]] = {}
+    for path, checks in dict.fromkeys(placed):
+        by_length.setdefault(len(path), []).append((path, checks))
+    for path, checks in checked:
+        if any(other != checks and _overlap(path, where) for where, other in by_length[len(path)]):
+            keyword, _, pointer = checks[0]
+            raise unsupported(
+                f"a `{keyword}` with no exact grammar form, checked while generating, stands at {_show(path)} where "
+                "a value under other rules may stand too, so the matcher could not tell which check applies",
+                keyword, pointer)
+    return [(path, ValueRule(checks)) for path, checks in checked]
+
+
+def _first_check(node: Any) -> list[str]:
+    """The first value check found in ``node`` (for errors)."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if VALUE_CHECKS in item:
+                return list(item[VALUE_CHECKS][0])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return ["oneOf", "", ""]
 
 
 def matches(pattern: Path, path: Path) -> bool:

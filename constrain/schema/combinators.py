@@ -17,10 +17,12 @@ from typing import Any
 from constrain.deadline import check_deadline
 from constrain.errors import CompileTimeoutError
 from constrain.schema import arrays, objects, scalars
+from constrain.schema.check import is_valid_instance
 from constrain.schema.flat import (
     ALL_KINDS,
     ARRAY_RULES,
     MAX_BRANCHES,
+    VALUE_CHECKS,
     Dnf,
     Flat,
     from_node,
@@ -73,6 +75,10 @@ class Algebra:
 
     def merge(self, a: Flat, b: Flat, pointer: str) -> Dnf:
         """``a`` AND ``b`` for two flats."""
+        if VALUE_CHECKS in a or VALUE_CHECKS in b:  # the product's values must pass both flats' checks
+            checks = [*a.get(VALUE_CHECKS, []), *(c for c in b.get(VALUE_CHECKS, []) if c not in a.get(VALUE_CHECKS, []))]
+            plain = self.merge(without_checks(a), without_checks(b), pointer)
+            return [f for f in (self.check_later(flat, checks) for flat in plain) if f is not None]
         if not a:
             return [b]
         if not b:
@@ -100,6 +106,14 @@ class Algebra:
         if self.finish_arrays is None or not any(k in out for k in ARRAY_RULES):
             return pruned
         return [done for flat in pruned for done in self.finish_arrays(flat, pointer)]
+
+    def check_later(self, flat: Flat, checks: list[list[str]]) -> Flat | None:
+        """``flat`` whose finished values must also pass ``checks`` (``[keyword, schema text, pointer]``):
+        listed values are checked now; None when none passes."""
+        if "enum" in flat:
+            values = [v for v in flat["enum"] if all(is_valid_instance(text, v) for _, text, _ in checks)]
+            return {**flat, "enum": values} if values else None
+        return {**flat, VALUE_CHECKS: checks}
 
     def prune(self, flat: Flat, kinds: frozenset[str] | None = None, pointer: str = "") -> Dnf:
         """``[flat]`` with the kinds no value can have removed from its type; ``[]`` when none is left."""
@@ -152,6 +166,10 @@ class Algebra:
     def negate_flat(self, flat: Flat, pointer: str, within: frozenset[str] | None = None) -> Dnf:
         if not flat:
             return []
+        if VALUE_CHECKS in flat:
+            keyword = flat[VALUE_CHECKS][0][0]
+            raise unsupported(f"the complement of a `{keyword}` checked while generating cannot be expressed",
+                              keyword, pointer)
         if "$ref" in flat:
             return self.negate(self.deref(flat, pointer), pointer, within)
         if "enum" in flat:
@@ -249,6 +267,10 @@ class Algebra:
                               pointer) from None
         no = self.product(self.product(context, opposite, pointer), otherwise, pointer)
         return _dedupe(yes + no)
+
+
+def without_checks(flat: Flat) -> Flat:
+    return {k: v for k, v in flat.items() if k != VALUE_CHECKS} if VALUE_CHECKS in flat else flat
 
 
 def _value_kind(value: Any) -> str:

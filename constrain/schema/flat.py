@@ -32,6 +32,11 @@ OBJECT_KEYWORDS = ("properties", "patternProperties", "additionalProperties", "r
 UNIQUE_AT_RUNTIME = "_unique_at_runtime"
 CONTAINS_AT_RUNTIME = "_contains_at_runtime"
 CONTAINS_SOURCE = "_contains_source"
+# A private marker of values checked when they end: ``[[keyword, schema text, pointer], ...]``, each a
+# self-contained schema (a ``oneOf``, ``not`` or ``if`` with no exact grammar form) that the
+# matcher validates the finished value against; the grammar holds a superset of the value's
+# language (schema/array_rules.py places the checks, engines/rules_matcher.py keeps them).
+VALUE_CHECKS = "_checked_at_runtime"
 ARRAY_KEYWORDS = ("prefixItems", "items", "minItems", "maxItems", "uniqueItems", "contains", "minContains",
                   "maxContains", UNIQUE_AT_RUNTIME, CONTAINS_AT_RUNTIME, CONTAINS_SOURCE)
 # The array keywords that ``arrays.finish`` rewrites (again, after a merge).

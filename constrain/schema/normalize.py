@@ -21,7 +21,6 @@ import copy
 import json
 import re
 from typing import Any
-from urllib.parse import urljoin
 
 import jsonschema
 
@@ -33,8 +32,8 @@ from constrain.errors import (
     UnsupportedSchemaError,
 )
 from constrain.schema import arrays, objects, order, scalars
-from constrain.schema.array_rules import ArrayRule, Path, split_runtime
-from constrain.schema.check import check_schema
+from constrain.schema.array_rules import ArrayRule, Path, ValueRule, split_runtime
+from constrain.schema.check import check_schema, is_valid_instance
 from constrain.schema.combinators import Algebra
 from constrain.schema.dialects import DRAFT2019, at_least, dialect_of, upgrade
 from constrain.schema.flat import (
@@ -43,6 +42,7 @@ from constrain.schema.flat import (
     CONTAINS_SOURCE,
     NATIVE,
     UNIQUE_AT_RUNTIME,
+    VALUE_CHECKS,
     Dnf,
     Flat,
     from_node,
@@ -52,26 +52,33 @@ from constrain.schema.flat import (
 from constrain.schema.limits import MAX_REF_DEPTH
 from constrain.schema.order import ObjectRule, PropertyOrder
 from constrain.schema.patterns import ecma_to_engine
-from constrain.schema.refs import ROOT_URI, RefIndex, Target, escape, find_keyword
+from constrain.schema.refs import ROOT_URI, RefIndex, Target, escape, find_keyword, join_uri
 from constrain.schema.strings import rewrite_string_keywords
 
 _COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains",
            "maxContains")
+# Keywords that make a node a resource of its own: left out of a node checked as a whole.
+_RESOURCE_KEYWORDS = ("$defs", "definitions", "$schema", "$id", "id", "$anchor", "$comment")
 _APPLICATORS = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", "dependentSchemas", "dependencies",
                 "$dynamicRef", "$recursiveRef")
 
 
 # The instance paths the matcher watches, each with the rule it keeps there.
-Rules = tuple[tuple[Path, ArrayRule | ObjectRule], ...]
+Rules = tuple[tuple[Path, ArrayRule | ObjectRule | ValueRule], ...]
 
 
 def normalize_with_rules(schema: Any, *, close_objects: bool = False, param: str = "schema",
-                         property_order: PropertyOrder = "schema") -> tuple[Any, Rules]:
+                         property_order: PropertyOrder = "schema",
+                         check_pattern_properties: bool = False) -> tuple[Any, Rules]:
     """Like :func:`normalize`, but ``uniqueItems`` and ``contains`` with no exact grammar form are
-    left to the matcher, and with ``property_order="any"`` so are repeated and missing keys of the
-    objects whose keys may come in any order (:mod:`order`): (the schema for the engine, the
-    instance paths the matcher watches, each with its ArrayRule or ObjectRule)."""
-    return _normalize(schema, close_objects, param, True, property_order)
+    left to the matcher, and so are the values of keywords with none (a ``oneOf`` whose branches
+    may overlap, ``not``, ``if``, ``unevaluated*`` next to applicators, a large ``multipleOf``:
+    checked when the value ends); with ``property_order="any"`` so are repeated and missing keys of
+    the objects whose keys may come in any order (:mod:`order`); with ``check_pattern_properties``
+    (for an engine that refused patterns a name may match together), objects with several
+    ``patternProperties``: (the schema for the engine, the instance paths the matcher watches, each
+    with its ArrayRule, ValueRule or ObjectRule)."""
+    return _normalize(schema, close_objects, param, True, property_order, check_pattern_properties)
 
 
 def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema",
@@ -86,11 +93,12 @@ def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema"
 
 
 def _normalize(schema: Any, close_objects: bool, param: str, at_runtime: bool,
-               property_order: PropertyOrder) -> tuple[Any, Rules]:
+               property_order: PropertyOrder, check_pattern_properties: bool = False) -> tuple[Any, Rules]:
     if schema is False:
         raise UnsatisfiableSchemaError(f"`{param}` is the schema `false`, which no output can match", param=param)
     try:
         normalizer = Normalizer(schema, close_objects, at_runtime, param)
+        normalizer.check_pattern_properties = check_pattern_properties
         out = normalizer.run()
         if not at_runtime:
             return out, ()
@@ -154,11 +162,12 @@ class Normalizer:
         self.param = param
         self.close_objects = close_objects
         self.at_runtime = at_runtime
+        self.check_pattern_properties = False  # objects with several patternProperties: checked when they end
         self.marked = False  # some array's uniqueItems or contains is left to the matcher
         self.dialect = dialect_of(schema)
         self.schema_uri = schema.get("$schema") if isinstance(schema, dict) else None
         self.index = RefIndex(schema, self.dialect)
-        self.root_base = urljoin(ROOT_URI, self.index.id_of(schema) or "") if isinstance(schema, dict) else ROOT_URI
+        self.root_base = join_uri(ROOT_URI, self.index.id_of(schema) or "") if isinstance(schema, dict) else ROOT_URI
         self.algebra = Algebra(self._deref, self._valid_flat, self._finish_arrays)
         self.names: dict[tuple[str, int], str] = {}
         self.defs: dict[str, Dnf] = {}
@@ -198,7 +207,7 @@ class Normalizer:
             node = {"$ref": node["$ref"]}  # before 2019-09, $ref's siblings are ignored
         own_id = self.index.id_of(node)
         if own_id:
-            base = urljoin(base, own_id)
+            base = join_uri(base, own_id)
         for keyword in ("$dynamicRef", "$recursiveRef"):
             if keyword in node:
                 raise unsupported("dynamic references are not supported", keyword, pointer)
@@ -207,7 +216,8 @@ class Normalizer:
         # Conjuncts in the order the document writes their keywords: merged objects list their
         # properties in that order (``{"allOf": [...], "properties": ...}`` declares the allOf's first).
         at = {key: index for index, key in enumerate(node)}
-        own = self._base(node, base, pointer)
+        later: list[tuple[str, dict[str, Any], UnsupportedSchemaError]] = []  # checked while generating
+        own = self._base(node, base, pointer, later)
         parts: list[tuple[float, Dnf]] = [(at.get("properties", -1), own)]
         if "$ref" in node:
             parts.append((at["$ref"], self._ref(node["$ref"], base, pointer)))
@@ -236,21 +246,32 @@ class Normalizer:
                 parts.append((at["not"], self.norm(inner["not"], base, f"{where}/not")))
             else:
                 within = self.algebra.kinds(own) if own else None
-                parts.append((at["not"], self.algebra.negate(self.norm(inner, base, where), where, within)))
+                try:
+                    parts.append((at["not"], self.algebra.negate(self.norm(inner, base, where), where, within)))
+                except UnsupportedSchemaError as exc:
+                    later.append(("not", {"not": inner}, exc))
         parts.sort(key=lambda part: part[0])
         dnf = self.algebra.all_of([dnf for _, dnf in parts], pointer)
         if "oneOf" in node:
             branches = [self.norm(sub, base, f"{pointer}/oneOf/{i}") for i, sub in enumerate(node["oneOf"])]
-            dnf = self.algebra.one_of(dnf, branches, f"{pointer}/oneOf",
-                                      branches_first=at["oneOf"] < at.get("properties", -1))
+            first = at["oneOf"] < at.get("properties", -1)
+            try:
+                dnf = self.algebra.one_of(dnf, branches, f"{pointer}/oneOf", branches_first=first)
+            except UnsupportedSchemaError as exc:  # the grammar takes any branch; the check, exactly one
+                union = [flat for branch in branches for flat in branch]
+                dnf = self.algebra.product(union, dnf, pointer) if first else self.algebra.product(dnf, union, pointer)
+                later.append(("oneOf", {"oneOf": node["oneOf"]}, exc))
         if "if" in node and ("then" in node or "else" in node):
-            dnf = self.algebra.if_then_else(
-                dnf,
-                self.norm(node["if"], base, f"{pointer}/if"),
-                self.norm(node.get("then", True), base, f"{pointer}/then"),
-                self.norm(node.get("else", True), base, f"{pointer}/else"),
-                pointer,
-            )
+            then = self.norm(node.get("then", True), base, f"{pointer}/then")
+            otherwise = self.norm(node.get("else", True), base, f"{pointer}/else")
+            try:
+                dnf = self.algebra.if_then_else(dnf, self.norm(node["if"], base, f"{pointer}/if"), then, otherwise,
+                                                pointer)
+            except UnsupportedSchemaError as exc:  # the grammar takes either outcome; the check, the right one
+                dnf = self.algebra.product(dnf, [*then, *otherwise], pointer)
+                later.append(("if", {k: node[k] for k in ("if", "then", "else") if k in node}, exc))
+        if later:
+            dnf = self._check_later(dnf, later, base, pointer)
         if "propertyNames" in node:
             names = self.norm(node["propertyNames"], base, f"{pointer}/propertyNames")
             dnf = [objects.property_names(f, names, self._name_regex, self.algebra.conj, pointer)
@@ -266,6 +287,22 @@ class Normalizer:
             else:
                 out.append(flat)
         return out
+
+    def _check_later(self, dnf: Dnf, later: list[tuple[str, dict[str, Any], UnsupportedSchemaError]],
+                     base: str, pointer: str) -> Dnf:
+        """``dnf`` (a superset here) whose values the matcher validates, when each ends, against the
+        keywords in ``later`` (no exact grammar form). Without the matcher, or where a keyword cannot
+        stand alone as a schema, the reason it has no grammar form is the error."""
+        checks: list[list[str]] = []
+        for keyword, node, exc in later:
+            text = self.standalone(node, base) if self.at_runtime else None
+            if text is None:
+                raise exc
+            checks.append([keyword, text, f"{pointer}/{keyword}"])
+        self.marked = True
+        return [f for f in (self.algebra.check_later(flat, checks) if VALUE_CHECKS not in flat
+                            else self.algebra.check_later(flat, [*flat[VALUE_CHECKS], *checks]) for flat in dnf)
+                if f is not None]
 
     def _finish_arrays(self, flat: Flat, pointer: str) -> Dnf:
         """``uniqueItems``/``contains`` in exact grammar forms, or marked for the matcher."""
@@ -303,9 +340,17 @@ class Normalizer:
                               pointer) from None
         return [{"enum": values}] if values else []
 
-    def _base(self, node: dict[str, Any], base: str, pointer: str) -> Dnf:
+    def _base(self, node: dict[str, Any], base: str, pointer: str,
+              later: list[tuple[str, dict[str, Any], UnsupportedSchemaError]]) -> Dnf:
         """The node's own (non-applicator) keywords as one flat, children normalised."""
         flat: Flat = {}
+        names = ("properties", "patternProperties", "additionalProperties")
+        if self.check_pattern_properties and len(node.get("patternProperties", ())) > 1:
+            later.append(("patternProperties", {k: node[k] for k in names if k in node},
+                          unsupported("several patternProperties that a name may match together cannot be "
+                                      "expressed exactly", "patternProperties", pointer)))
+            node = {k: v for k, v in node.items() if k not in names[1:]}
+            flat["additionalProperties"] = True  # any other name, any value: the check says which
         for key, value in node.items():
             if key not in NATIVE or key in ("$ref", "enum") or key.startswith("_"):
                 continue  # private keys are the normaliser's own, never a user's
@@ -332,7 +377,7 @@ class Normalizer:
             else:
                 flat[key] = value
         if "unevaluatedProperties" in node or "unevaluatedItems" in node:
-            self._unevaluated(node, flat, base, pointer)
+            self._unevaluated(node, flat, base, pointer, later)
         if self.close_objects and "additionalProperties" not in flat and "patternProperties" not in flat:
             declared = node.get("type")
             if "properties" in node or declared == "object":
@@ -343,8 +388,10 @@ class Normalizer:
             return []
         return self.algebra.prune(flat, pointer=pointer)
 
-    def _unevaluated(self, node: dict[str, Any], flat: Flat, base: str, pointer: str) -> None:
-        """``unevaluated*`` equals ``additional*`` when no in-place applicator can evaluate more."""
+    def _unevaluated(self, node: dict[str, Any], flat: Flat, base: str, pointer: str,
+                     later: list[tuple[str, dict[str, Any], UnsupportedSchemaError]]) -> None:
+        """``unevaluated*`` equals ``additional*`` when no in-place applicator can evaluate more;
+        otherwise the value is checked against the whole node when it ends."""
         applied = [k for k in _APPLICATORS if k in node]
         for key, same in (("unevaluatedProperties", "additionalProperties"), ("unevaluatedItems", "items")):
             if key not in node:
@@ -353,7 +400,10 @@ class Normalizer:
             if applied or same in node or (key == "unevaluatedItems" and "contains" in node):
                 if node[key] is True or node[key] == {}:
                     continue
-                raise unsupported(f"{key} next to applicators cannot be expressed exactly", key, pointer)
+                whole = {k: v for k, v in node.items() if k not in _RESOURCE_KEYWORDS}
+                later.append((key, whole, unsupported(f"{key} next to applicators cannot be expressed exactly", key,
+                                                      pointer)))
+                continue
             flat[same] = to_node(self.norm(node[key], base, f"{pointer}/{key}"))
 
     # ------------------------------------------------------------------ references
@@ -455,7 +505,13 @@ class Normalizer:
         return text
 
     def _valid_flat(self, value: Any, flat: Flat) -> bool:
-        schema = {k: v for k, v in flat.items() if k not in (CONTAINS_SOURCE, CONTAINS_AT_RUNTIME, UNIQUE_AT_RUNTIME)}
+        checks = flat.get(VALUE_CHECKS, [])
+        if checks and not all(is_valid_instance(text, value) for _, text, _ in checks):
+            return False
+        schema = {k: v for k, v in flat.items()
+                  if k not in (CONTAINS_SOURCE, CONTAINS_AT_RUNTIME, UNIQUE_AT_RUNTIME, VALUE_CHECKS)}
+        if VALUE_CHECKS in json.dumps(schema):  # a validator would skip the marker: too lenient
+            raise unsupported("a listed value cannot be checked against a part checked while generating", "enum", "")
         if flat.get(UNIQUE_AT_RUNTIME):
             schema["uniqueItems"] = True  # what the marker stands for
         patterns = schema.pop("_patterns", [])
@@ -528,7 +584,15 @@ class Normalizer:
                 out[key] = value
         if "enum" in out:
             return _spell_values(out["enum"])
-        out = scalars.integer_step(out, pointer)
+        try:
+            out = scalars.integer_step(out, pointer)
+        except UnsupportedSchemaError:  # too large a step for the engine's automaton: checked when it ends
+            text = self.standalone({"multipleOf": out["multipleOf"]}, self.root_base) if self.at_runtime else None
+            if text is None:
+                raise
+            checks = [*out.get(VALUE_CHECKS, []), ["multipleOf", text, f"{pointer}/multipleOf"]]
+            out = {**{k: v for k, v in out.items() if k != "multipleOf"}, VALUE_CHECKS: checks}
+            self.marked = True
         extra: list[str] = out.pop("_patterns", [])
         if any(k in out for k in ("pattern", "format", "contentEncoding", "contentMediaType", "contentSchema")):
             out = rewrite_string_keywords(out, pointer, dialect=self.schema_uri)

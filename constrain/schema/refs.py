@@ -9,12 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urldefrag, urljoin
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 from constrain.errors import UnsupportedSchemaError
 from constrain.schema.dialects import DRAFT6, DRAFT2019, at_least
 
 ROOT_URI = "https://constrain.invalid/root.json"
+
+
+def join_uri(base: str, ref: str) -> str:
+    """``ref`` resolved against ``base`` (RFC 3986), also for schemes ``urljoin`` does not treat as
+    hierarchical (``urn:``, ``tag:``): a fragment-only reference keeps the base, an absolute one
+    stands alone."""
+    if urlsplit(ref).scheme:
+        return ref
+    if ref.startswith("#") or not ref:
+        return urldefrag(base)[0] + ref
+    return urljoin(base, ref)
+
 
 # Keywords whose value is a schema, a list of schemas, or a map of name -> schema: the only
 # places where subschemas (and so their `$id`s and anchors) live. A `$id` under any other key
@@ -89,7 +101,7 @@ class RefIndex:
         self.anchors: dict[str, Target] = {}
         self._subschemas: set[int] = set()  # the nodes the walk met where the dialect puts subschemas
         root_id = self.id_of(root)
-        self.root_base = urljoin(ROOT_URI, root_id) if root_id else ROOT_URI
+        self.root_base = join_uri(ROOT_URI, root_id) if root_id else ROOT_URI
         self.resources[ROOT_URI] = (root, "", ROOT_URI)
         self._walk(root, ROOT_URI, "")
 
@@ -130,7 +142,7 @@ class RefIndex:
         outer = base
         own = self.id_of(node)
         if own:
-            base = urljoin(base, own)
+            base = join_uri(base, own)
             self.resources.setdefault(base, (node, pointer, outer))
         anchor = self._anchor_of(node)
         if anchor:
@@ -149,7 +161,7 @@ class RefIndex:
 
     def resolve(self, ref: str, base: str, pointer: str) -> Target:
         """The subschema ``ref`` names, read against ``base``; raises for what is outside the document."""
-        absolute = urljoin(base, ref)
+        absolute = join_uri(base, ref)
         uri, fragment = urldefrag(absolute)
         if absolute in self.anchors:
             return self.anchors[absolute]
@@ -177,7 +189,7 @@ class RefIndex:
             token = unquote(raw).replace("~1", "/").replace("~0", "~")
             own = self.id_of(node)
             if own:
-                current_base = urljoin(current_base, own)
+                current_base = join_uri(current_base, own)
             if isinstance(node, dict) and token in node:
                 node = node[token]
             elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
