@@ -1,8 +1,9 @@
 """compile_constraint: a response_format and a tokenizer in, a reusable compiled constraint out.
 
 Ties the pure compiler (``constrain.compiler``, ``constrain.schema``) to an engine, and
-caches both levels: one engine per tokenizer (the vocabulary conversion costs ~0.2-1 s),
-one compiled grammar per canonical constraint (a hit is a dict lookup).
+caches both levels: a :class:`Compiler` per engine and tokenizer (the vocabulary conversion
+costs ~0.2-1 s) owns its engine and an LRU of compiled constraints (a hit is a dict lookup).
+Whoever owns a tokenizer holds its Compiler; ``COMPILERS`` keeps them for bare tokenizers.
 """
 
 from __future__ import annotations
@@ -36,33 +37,10 @@ from constrain.errors import (
     UnsatisfiableSchemaError,
 )
 from constrain.schema import normalize_with_rules, validate_instance
+from constrain.vocab import Vocabulary
 
-_CACHE_SIZE = 512
-_lock = threading.Lock()
-_engines: dict[tuple[str, int], Engine] = {}
-# Per engine: raw-text keys ("raw", ...) hold a CompiledConstraint, constraint keys its grammar.
-_compiled: dict[tuple[str, int], OrderedDict[tuple[Any, ...], CompiledConstraint | CompiledGrammar]] = {}
-
-
-def get_engine(name: str, tokenizer: Any, vocab_size: int | None = None) -> Engine:
-    """The engine ``name`` bound to ``tokenizer``, created once and reused."""
-    key = (name, id(tokenizer))
-    with _lock:
-        engine = _engines.get(key)
-    if engine is None:
-        engine = create_engine(name, tokenizer, vocab_size)
-        with _lock:
-            _engines[key] = engine
-            _compiled[key] = OrderedDict()
-        weakref.finalize(tokenizer, _forget, key)
-    return engine
-
-
-def _forget(key: tuple[str, int]) -> None:
-    with _lock:
-        _engines.pop(key, None)
-        _compiled.pop(key, None)
-
+# Compiled constraints a Compiler keeps (raw-text entries included), least recently used dropped first.
+CACHE_SIZE = 512
 
 def engine_grammar(constraint: Constraint) -> EngineGrammar:
     """The engine's input for a constraint: JSON schemas pass through the normaliser first."""
@@ -97,13 +75,16 @@ def check_text(constraint: Constraint, text: str, what: str) -> None:
 class CompiledConstraint:
     """A constraint compiled for one tokenizer. Immutable; make one matcher per sequence.
 
-    Do not construct directly: use :func:`compile_constraint`.
+    Do not construct directly: use :func:`compile_constraint` (or a :class:`Compiler`).
+    ``vocabulary`` is its tokenizer's (the decoding loop's budget closer reads it).
     """
 
-    def __init__(self, constraint: Constraint, engine: Engine, grammar: CompiledGrammar | None) -> None:
+    def __init__(self, constraint: Constraint, engine: Engine, grammar: CompiledGrammar | None,
+                 vocabulary: Vocabulary) -> None:
         self.constraint = constraint
         self.engine = engine
         self.grammar = grammar
+        self.vocabulary = vocabulary
 
     @property
     def is_unconstrained(self) -> bool:
@@ -126,6 +107,180 @@ class CompiledConstraint:
 
     def __repr__(self) -> str:
         return f"CompiledConstraint({self.constraint.kind}, engine={self.engine.name})"
+
+
+
+
+def _check_property_order(property_order: Any) -> None:
+    if property_order not in ("schema", "any"):
+        raise InvalidRequestError(f"`property_order` must be 'schema' or 'any', got {property_order!r}",
+                                  param="property_order")
+
+
+class Compiler:
+    """One engine bound to one tokenizer, and the constraints it compiled (xgrammar's GrammarCompiler).
+
+    Made once per (engine, tokenizer): converting the vocabulary for the engine costs ~0.2-1 s,
+    and a repeated constraint must be a dictionary lookup, so the compiler owns its engine and
+    an LRU cache of what it compiled. Held by whoever owns the tokenizer (a Model's Planner);
+    :func:`compile_constraint` takes the one ``COMPILERS`` keeps for a bare tokenizer.
+    Thread-safe.
+    """
+
+    def __init__(self, engine: str, vocabulary: Vocabulary, vocab_size: int | None = None, *,
+                 cache_size: int = CACHE_SIZE) -> None:
+        self.engine = create_engine(engine, vocabulary.tokenizer, vocab_size)
+        self.vocabulary = vocabulary
+        self.cache_size = cache_size
+        self._lock = threading.Lock()
+        # Raw-text keys ("raw", ...) hold a CompiledConstraint, constraint keys its grammar.
+        self._cache: OrderedDict[tuple[Any, ...], CompiledConstraint | CompiledGrammar] = OrderedDict()
+
+    def _get(self, key: tuple[Any, ...]) -> CompiledConstraint | CompiledGrammar | None:
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+        return hit
+
+    def _put(self, key: tuple[Any, ...], value: CompiledConstraint | CompiledGrammar) -> None:
+        with self._lock:
+            self._cache[key] = value
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+    def __len__(self) -> int:
+        """How many entries the cache holds (raw-text entries included)."""
+        return len(self._cache)
+
+    def clear(self) -> None:
+        """Forget every compiled constraint (benchmarks measure cold compiles)."""
+        with self._lock:
+            self._cache.clear()
+
+    def compile(
+        self,
+        response_format: Any,
+        *,
+        whitespace: Whitespace = "compact",
+        close_objects: bool = False,
+        allow_empty: bool = False,
+        property_order: PropertyOrder = "schema",
+        compile_timeout_s: float | None = DEFAULT_COMPILE_TIMEOUT_S,
+    ) -> CompiledConstraint:
+        """Compile a ``response_format`` for this engine and tokenizer (cached); parameters and
+        errors as :func:`compile_constraint`'s."""
+        _check_property_order(property_order)
+        # A repeated request skips parsing and the meta-schema check: keyed on its raw text.
+        raw_key: tuple[Any, ...] | None = None
+        if isinstance(response_format, dict):
+            try:
+                raw_key = ("raw", json.dumps(response_format, ensure_ascii=False), whitespace, close_objects,
+                           allow_empty, property_order)
+            except (TypeError, ValueError, RecursionError):  # not JSON, or too deep: the checks below say why
+                raw_key = None
+        if raw_key is not None:
+            hit = self._get(raw_key)
+            if isinstance(hit, CompiledConstraint):
+                return hit
+        try:
+            with compile_deadline(compile_timeout_s):
+                compiled = run_bounded(lambda: self._compile(response_format, whitespace=whitespace,
+                                                             close_objects=close_objects, allow_empty=allow_empty,
+                                                             property_order=property_order))
+        except CompileTimeoutError as exc:
+            exc.param = exc.param or "response_format"
+            raise
+        if raw_key is not None and compiled.grammar is not None and not isinstance(compiled.grammar, EmptyGrammar):
+            self._put(raw_key, compiled)
+        return compiled
+
+    def _compile(self, response_format: Any, *, whitespace: Whitespace, close_objects: bool, allow_empty: bool,
+                 property_order: PropertyOrder) -> CompiledConstraint:
+        """Parse, normalise and compile one constraint that missed the raw-text cache."""
+        eng = self.engine
+        try:
+            if isinstance(response_format, Constraint):
+                constraint = response_format
+            else:
+                constraint = parse_response_format(response_format, whitespace=whitespace,
+                                                   close_objects=close_objects)
+            if property_order != constraint.property_order and constraint.kind == "json":
+                constraint = dataclasses.replace(constraint, property_order=property_order)
+            if constraint.kind == "text":
+                return CompiledConstraint(constraint, eng, None, self.vocabulary)
+            cached = self._get(constraint.key)
+            grammar = None if isinstance(cached, CompiledConstraint) else cached
+            if grammar is None:
+                try:
+                    grammar = eng.compile(engine_grammar(constraint))
+                except UnsatisfiableSchemaError:
+                    if not allow_empty:
+                        raise
+                    # not cached: rare, and cheap to redo
+                    return CompiledConstraint(constraint, eng, EmptyGrammar(), self.vocabulary)
+                except ConstrainError as exc:
+                    if exc.param is None:
+                        exc.param = "response_format"
+                    raise
+                self._put(constraint.key, grammar)
+        except RecursionError:  # nesting the static limits allow, multiplied through `$ref`s
+            raise SchemaLimitError("`response_format` nests too deeply (through its `$ref`s) to be compiled",
+                                   limit="depth", param="response_format") from None
+        return CompiledConstraint(constraint, eng, grammar, self.vocabulary)
+
+
+class CompilerRegistry:
+    """The Vocabulary of each tokenizer, and its Compiler per engine, for callers that hold only a tokenizer.
+
+    :func:`compile_constraint` and :func:`get_engine` take a bare tokenizer, so something must
+    keep its Compiler between calls (else each call would convert the vocabulary again). There
+    is one, ``COMPILERS``; a Model's Planner takes its Compiler from it as well, so that
+    ``compile_constraint(f, model.tokenizer)`` shares the model's engine and cache. Weakly keyed
+    on the tokenizer (by identity, dropped when the tokenizer is collected; a Vocabulary holds
+    its tokenizer weakly): the registry keeps no tokenizer alive, nor its engines or caches.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._vocabularies: dict[int, Vocabulary] = {}
+        self._compilers: dict[tuple[str, int], Compiler] = {}
+
+    def vocabulary(self, tokenizer: Any) -> Vocabulary:
+        """The one Vocabulary of ``tokenizer``."""
+        key = id(tokenizer)
+        with self._lock:
+            found = self._vocabularies.get(key)
+            if found is None:
+                found = self._vocabularies[key] = Vocabulary(tokenizer)
+                weakref.finalize(tokenizer, self._forget, key)
+        return found
+
+    def compiler(self, engine: str, tokenizer: Any, vocab_size: int | None = None) -> Compiler:
+        """The Compiler of ``engine`` for ``tokenizer``, made on first use (``vocab_size`` counts then)."""
+        key = (engine, id(tokenizer))
+        with self._lock:
+            found = self._compilers.get(key)
+        if found is None:
+            made = Compiler(engine, self.vocabulary(tokenizer), vocab_size)  # slow: not under the lock
+            with self._lock:
+                found = self._compilers.setdefault(key, made)
+        return found
+
+    def _forget(self, key: int) -> None:
+        with self._lock:
+            self._vocabularies.pop(key, None)
+            for gone in [k for k in self._compilers if k[1] == key]:
+                del self._compilers[gone]
+
+
+COMPILERS = CompilerRegistry()
+
+
+def get_engine(name: str, tokenizer: Any, vocab_size: int | None = None) -> Engine:
+    """The engine ``name`` bound to ``tokenizer``, created once and reused."""
+    return COMPILERS.compiler(name, tokenizer, vocab_size).engine
 
 
 def compile_constraint(
@@ -171,73 +326,8 @@ def compile_constraint(
     constrain.errors.InvalidRequestError
         (or a subclass) for an invalid or unsupported constraint, naming the field.
     """
-    if property_order not in ("schema", "any"):
-        raise InvalidRequestError(f"`property_order` must be 'schema' or 'any', got {property_order!r}",
-                                  param="property_order")
-    eng = get_engine(engine, tokenizer, vocab_size)
-    cache = _compiled[(engine, id(tokenizer))]
-    # A repeated request skips parsing and the meta-schema check: keyed on its raw text.
-    raw_key: tuple[Any, ...] | None = None
-    if isinstance(response_format, dict):
-        try:
-            raw_key = ("raw", json.dumps(response_format, ensure_ascii=False), whitespace, close_objects, allow_empty,
-                       property_order)
-        except (TypeError, ValueError, RecursionError):  # not JSON, or too deep: the checks below say why
-            raw_key = None
-    if raw_key is not None:
-        with _lock:
-            hit = cache.get(raw_key)
-        if isinstance(hit, CompiledConstraint):
-            return hit
-    try:
-        with compile_deadline(compile_timeout_s):
-            compiled = run_bounded(lambda: _compile(response_format, eng, cache, whitespace=whitespace,
-                                                    close_objects=close_objects, allow_empty=allow_empty,
-                                                    property_order=property_order))
-    except CompileTimeoutError as exc:
-        exc.param = exc.param or "response_format"
-        raise
-    if raw_key is not None and compiled.grammar is not None and not isinstance(compiled.grammar, EmptyGrammar):
-        with _lock:
-            cache[raw_key] = compiled
-    return compiled
-
-
-def _compile(response_format: Any, eng: Engine,
-             cache: OrderedDict[tuple[Any, ...], CompiledConstraint | CompiledGrammar], *,
-             whitespace: Whitespace, close_objects: bool, allow_empty: bool,
-             property_order: PropertyOrder) -> CompiledConstraint:
-    """Parse, normalise and compile one constraint that missed the raw-text cache."""
-    try:
-        if isinstance(response_format, Constraint):
-            constraint = response_format
-        else:
-            constraint = parse_response_format(response_format, whitespace=whitespace, close_objects=close_objects)
-        if property_order != constraint.property_order and constraint.kind == "json":
-            constraint = dataclasses.replace(constraint, property_order=property_order)
-        if constraint.kind == "text":
-            return CompiledConstraint(constraint, eng, None)
-        with _lock:
-            cached = cache.get(constraint.key)
-            if cached is not None:
-                cache.move_to_end(constraint.key)
-        grammar = None if isinstance(cached, CompiledConstraint) else cached
-        if grammar is None:
-            try:
-                grammar = eng.compile(engine_grammar(constraint))
-            except UnsatisfiableSchemaError:
-                if not allow_empty:
-                    raise
-                return CompiledConstraint(constraint, eng, EmptyGrammar())  # not cached: rare, and cheap to redo
-            except ConstrainError as exc:
-                if exc.param is None:
-                    exc.param = "response_format"
-                raise
-            with _lock:
-                cache[constraint.key] = grammar
-                if len(cache) > _CACHE_SIZE:
-                    cache.popitem(last=False)
-    except RecursionError:  # nesting the static limits allow, multiplied through `$ref`s
-        raise SchemaLimitError("`response_format` nests too deeply (through its `$ref`s) to be compiled",
-                               limit="depth", param="response_format") from None
-    return CompiledConstraint(constraint, eng, grammar)
+    _check_property_order(property_order)
+    return COMPILERS.compiler(engine, tokenizer, vocab_size).compile(
+        response_format, whitespace=whitespace, close_objects=close_objects, allow_empty=allow_empty,
+        property_order=property_order, compile_timeout_s=compile_timeout_s,
+    )

@@ -17,7 +17,7 @@ import torch
 
 from constrain.chat_template import template_renders_tools
 from constrain.compiler import PropertyOrder, Whitespace
-from constrain.constraints import CompiledConstraint, compile_constraint, get_engine
+from constrain.constraints import CompiledConstraint
 from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S, compile_deadline
 from constrain.decoding import DEFAULT_MAX_BATCH, DecodingCore, SequenceHandle, Step
 from constrain.decoding.runtimes.base import Runtime
@@ -92,13 +92,14 @@ class Model:
                                close_objects=close_objects, property_order=property_order,
                                tool_call_bias=tool_call_bias, compile_timeout_s=compile_timeout_s,
                                processor=processor, image_policy=image_policy or ImagePolicy())
-        # Compile once now: converts the vocabulary for the engine and fails early if it can't.
-        compile_constraint({"type": "json_object"}, tokenizer, engine=engine, vocab_size=self.vocab_size)
+        # The tokenizer's engine, compile cache and vocabulary (made with the planner).
+        self.compiler = self.planner.compiler
+        # Compile once now: fails early if the engine can't take this tokenizer.
+        self.compiler.compile({"type": "json_object"})
         # Fixed for the model's life: built once, not per request.
-        self.system_fingerprint = (f"constrain-{__version__}:{get_engine(engine, tokenizer, self.vocab_size).version}"
-                                   f":{name}")
+        self.system_fingerprint = f"constrain-{__version__}:{self.compiler.engine.version}:{name}"
         self.core = DecodingCore(self.runtime, tokenizer=tokenizer, eos_token_ids=self.eos_token_ids,
-                                 max_batch=max_batch, max_waiting=max_queue)
+                                 max_batch=max_batch, max_waiting=max_queue, vocabulary=self.compiler.vocabulary)
 
     def _eos_ids(self) -> set[int]:
         ids = self.runtime.eos_token_ids()

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from constrain.compiler import PropertyOrder, Whitespace
-from constrain.constraints import CompiledConstraint, compile_constraint
+from constrain.constraints import COMPILERS, CompiledConstraint, Compiler
 from constrain.deadline import DEFAULT_COMPILE_TIMEOUT_S
 from constrain.images import ImagePolicy
 from constrain.output import OutputParser
+from constrain.vocab import Vocabulary
 
 
 @dataclass
@@ -41,6 +42,17 @@ class Planner:
     compile_timeout_s: float | None = DEFAULT_COMPILE_TIMEOUT_S
     processor: Any = None  # a vision-language model's processor (images -> pixels and tokens)
     image_policy: ImagePolicy = field(default_factory=ImagePolicy)
+    # This tokenizer's Compiler for ``engine`` (the one compile_constraint uses too); derived, so
+    # that ``dataclasses.replace(planner, engine=...)`` gets the other engine's.
+    compiler: Compiler = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compiler", COMPILERS.compiler(self.engine, self.tokenizer, self.vocab_size))
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The tokenizer's tokens as text (the tool opening's prefix lookup)."""
+        return self.compiler.vocabulary
 
     @property
     def images(self) -> bool:
@@ -53,6 +65,4 @@ class Planner:
         options.setdefault("close_objects", self.close_objects)
         options.setdefault("property_order", self.property_order)
         options.setdefault("compile_timeout_s", self.compile_timeout_s)
-        return compile_constraint(
-            response_format, self.tokenizer, engine=self.engine, vocab_size=self.vocab_size, **options
-        )
+        return self.compiler.compile(response_format, **options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from constrain.decoding.budget import BudgetCloser, Nesting, closer_masks
+from constrain.vocab import Vocabulary
 
 
 def test_nesting_follows_strings_escapes_and_brackets():
@@ -20,7 +21,7 @@ def test_nesting_follows_strings_escapes_and_brackets():
 
 def test_closers_in_and_out_of_strings(tokenizer):
     eos = {tokenizer.eos_token_id}
-    in_string, outside, commas = closer_masks(tokenizer, len(tokenizer), eos)
+    in_string, outside, commas = closer_masks(Vocabulary(tokenizer), len(tokenizer), eos)
     assert {texts_ for texts_ in (tokenizer.decode([i]) for i in commas.nonzero().flatten().tolist())} == {","}
     texts = {i: tokenizer.decode([i]) for i in range(len(tokenizer))}
     assert in_string[tokenizer.eos_token_id] and outside[tokenizer.eos_token_id]
@@ -31,7 +32,7 @@ def test_closers_in_and_out_of_strings(tokenizer):
 
 def test_closer_waits_for_the_end_of_the_budget_then_narrows(tokenizer):
     vocab = len(tokenizer)
-    closer = BudgetCloser(tokenizer, vocab, {tokenizer.eos_token_id}, max_tokens=100)
+    closer = BudgetCloser(Vocabulary(tokenizer), vocab, {tokenizer.eos_token_id}, max_tokens=100)
     allowed = torch.ones(vocab, dtype=torch.bool)
     assert torch.equal(closer.narrow(allowed, '{"a":"xyz', generated=50), allowed)  # plenty left
     narrowed = closer.narrow(allowed, '{"a":"xyz', generated=95)
@@ -63,7 +64,7 @@ def test_shortest_completion_finishes_an_email_and_leaves_the_matcher_as_it_was(
     matcher.fill_bitmask(before)
     quote = model.tokenizer.encode('"', add_special_tokens=False)[0]
     assert not (int(before.view(np.uint32)[quote >> 5]) >> (quote & 31)) & 1  # no closing yet: it needs @...
-    path = shortest_completion(matcher, char_tokens(model.tokenizer, compiled.vocab_size), words, 20)
+    path = shortest_completion(matcher, char_tokens(compiled.vocabulary, compiled.vocab_size), words, 20)
     matcher.fill_bitmask(after)
     assert np.array_equal(before, after)  # the search rolled everything back
     assert path is not None and len(path) <= 6  # e.g. '@', '0', '"', '}'
@@ -76,7 +77,7 @@ def test_shortest_completion_finishes_an_email_and_leaves_the_matcher_as_it_was(
     counted = model.compile({"type": "regex", "value": r"[0-9]{6}-[a-z]{2}"}).matcher()
     for token in model.tokenizer.encode("12", add_special_tokens=False):
         assert counted.consume(token)
-    path = shortest_completion(counted, char_tokens(model.tokenizer, compiled.vocab_size), words, 20)
+    path = shortest_completion(counted, char_tokens(compiled.vocabulary, compiled.vocab_size), words, 20)
     assert path is not None and len(path) == 7
 
 

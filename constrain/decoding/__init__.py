@@ -53,7 +53,9 @@ def decode(
     """
     from constrain.decoding.runtimes.transformers import TransformersRuntime
 
-    core = DecodingCore(TransformersRuntime(hf_model), tokenizer=tokenizer, eos_token_ids=eos_token_ids, max_batch=1)
+    # A CompiledConstraint brings its tokenizer's Vocabulary (the closer's tables, built once).
+    core = DecodingCore(TransformersRuntime(hf_model), tokenizer=tokenizer, eos_token_ids=eos_token_ids, max_batch=1,
+                        vocabulary=getattr(compiled, "vocabulary", None))
     try:
         job = DecodeJob(prompt_ids=list(prompt_ids), compiled=compiled, params=params, max_tokens=max_tokens,
                         stop=list(stop or []), opening_bias=opening_bias)

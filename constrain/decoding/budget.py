@@ -21,14 +21,13 @@ answer reports ``finish_reason: "length"`` when closing overrode the model's own
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy as np
 import torch
 
 from constrain.nesting import Nesting
-from constrain.vocab import token_texts
+from constrain.vocab import Vocabulary
 
 BRACKETS = frozenset("]}")
 # Tokens kept in hand besides one per open bracket: a closing wrapper (``</tool_call>``) and a
@@ -41,20 +40,19 @@ MAX_STATES = 400
 # A completion is followed once the tokens left are no more than its length plus this.
 SLACK = 2
 
-_closer_masks: weakref.WeakKeyDictionary[Any, tuple[torch.Tensor, ...]] = weakref.WeakKeyDictionary()
-_char_tokens: weakref.WeakKeyDictionary[Any, np.ndarray] = weakref.WeakKeyDictionary()
 
-
-def closer_masks(tokenizer: Any, vocab_size: int, eos_token_ids: set[int]) -> tuple[torch.Tensor, ...]:
+def closer_masks(vocabulary: Vocabulary, vocab_size: int, eos_token_ids: set[int]) -> tuple[torch.Tensor, ...]:
     """Bool vectors over the vocabulary: the tokens that close (in a string, outside one), and commas.
 
     In a string a closer is ``"`` followed by nothing but brackets; outside, brackets alone.
     End-of-sequence is a closer in both. Anything else could open something new. A comma is the
     way on when nothing may close yet (an object still missing a required key after a long number).
+    Built once per vocabulary (and size and end tokens), kept by the vocabulary.
     """
-    cached = _closer_masks.get(tokenizer)
-    if cached is None or cached[0].numel() != vocab_size:
-        texts = token_texts(tokenizer)[:vocab_size]
+    eos = frozenset(eos_token_ids)
+
+    def build(all_texts: list[str]) -> tuple[torch.Tensor, ...]:
+        texts = all_texts[:vocab_size]
         in_string = torch.zeros(vocab_size, dtype=torch.bool)
         outside = torch.zeros(vocab_size, dtype=torch.bool)
         commas = torch.zeros(vocab_size, dtype=torch.bool)
@@ -65,21 +63,22 @@ def closer_masks(tokenizer: Any, vocab_size: int, eos_token_ids: set[int]) -> tu
                 in_string[i] = True
             elif text == ",":
                 commas[i] = True
-        for t in eos_token_ids:
+        for t in eos:
             if t < vocab_size:
                 in_string[t] = outside[t] = True
-        cached = (in_string, outside, commas)
-        _closer_masks[tokenizer] = cached
-    return cached
+        return in_string, outside, commas
+
+    return vocabulary.table(("closer_masks", vocab_size, eos), build)
 
 
-def char_tokens(tokenizer: Any, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+def char_tokens(vocabulary: Vocabulary, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
     """The ids of the tokens that spell one printable ASCII character (every path the constraint
     allows over ASCII text can be spelled with them), and each one's class: letters of a case
-    and digits share one (a pattern rarely tells them apart), every other character is its own."""
-    cached = _char_tokens.get(tokenizer)
-    if cached is None:
-        texts = token_texts(tokenizer)[:vocab_size]
+    and digits share one (a pattern rarely tells them apart), every other character is its own.
+    Built once per vocabulary (and size), kept by the vocabulary."""
+
+    def build(all_texts: list[str]) -> np.ndarray:
+        texts = all_texts[:vocab_size]
         best: dict[str, int] = {}
         for i, text in enumerate(texts):
             if len(text) == 1 and " " <= text <= "~" and text not in best:
@@ -88,9 +87,10 @@ def char_tokens(tokenizer: Any, vocab_size: int) -> tuple[np.ndarray, np.ndarray
         ids = np.array([best[c] for c in chars], dtype=np.int64)
         classes = np.array([ord("a" if c.islower() else "A" if c.isupper() else "0" if c.isdigit() else c)
                             for c in chars], dtype=np.int64)
-        cached = np.stack([ids, classes])
-        _char_tokens[tokenizer] = cached
-    return cached[0], cached[1]
+        return np.stack([ids, classes])
+
+    table = vocabulary.table(("char_tokens", vocab_size), build)
+    return table[0], table[1]
 
 
 def _allowed_of(bitmask: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -153,8 +153,8 @@ def shortest_completion(matcher: Any, candidates: tuple[np.ndarray, np.ndarray],
 class BudgetCloser:
     """Per sequence: narrows the allowed tokens to a way to close when the budget is nearly spent."""
 
-    def __init__(self, tokenizer: Any, vocab_size: int, eos_token_ids: set[int], max_tokens: int) -> None:
-        self.tokenizer = tokenizer
+    def __init__(self, vocabulary: Vocabulary, vocab_size: int, eos_token_ids: set[int], max_tokens: int) -> None:
+        self.vocabulary = vocabulary
         self.vocab_size = vocab_size
         self.eos_token_ids = eos_token_ids
         self.max_tokens = max_tokens
@@ -168,7 +168,7 @@ class BudgetCloser:
 
     def _closer_set(self, allowed: torch.Tensor) -> torch.Tensor:
         if self.closers is None:
-            self.closers = closer_masks(self.tokenizer, self.vocab_size, self.eos_token_ids)
+            self.closers = closer_masks(self.vocabulary, self.vocab_size, self.eos_token_ids)
         closers = self.closers[0 if self.nesting.in_string else 1].to(allowed.device)
         narrowed = allowed & closers[: allowed.numel()]
         if not narrowed.any() and self.nesting.open and not self.nesting.in_string:
@@ -185,7 +185,7 @@ class BudgetCloser:
             return self.path
         words = (self.vocab_size + 31) // 32
         left = self.max_tokens - generated
-        self.path = shortest_completion(matcher, char_tokens(self.tokenizer, self.vocab_size), words, left) or []
+        self.path = shortest_completion(matcher, char_tokens(self.vocabulary, self.vocab_size), words, left) or []
         self._path_at = generated
         slack = left - len(self.path) - SLACK
         self._next_search = generated + (max(1, slack // 2) if self.path else 4)

@@ -42,6 +42,7 @@ from constrain.decoding.sequence import DecodeJob, Sequence
 from constrain.decoding.steps import DecodeStats, Step
 from constrain.engines.batch import BatchFiller
 from constrain.errors import ConstrainError, GenerationError, InvalidRequestError, OverloadedError
+from constrain.vocab import Vocabulary
 
 # Measured with benchmarks/throughput.py on a 2-core CPU (RESULTS.md): aggregate tokens/s
 # still grows up to this many rows; more rows cost latency for little throughput.
@@ -107,6 +108,7 @@ class DecodingCore:
         max_waiting: int | None = None,
         prefill_tokens: int = DEFAULT_PREFILL_TOKENS,
         mask_threads: int | None = None,
+        vocabulary: Vocabulary | None = None,
     ) -> None:
         if not isinstance(max_batch, int) or max_batch < 1:
             raise InvalidRequestError(f"`max_batch` must be a whole number >= 1, got {max_batch!r}", param="max_batch")
@@ -114,6 +116,8 @@ class DecodingCore:
             raise InvalidRequestError(f"`max_queue` must be >= 0, got {max_waiting!r}", param="max_queue")
         self.runtime = runtime
         self.tokenizer = tokenizer
+        # The tokenizer's texts and tables (the budget closer's): its owner's, else the core's own.
+        self.vocabulary = vocabulary if vocabulary is not None else Vocabulary(tokenizer)
         self.eos_token_ids = eos_token_ids
         self.max_batch = max_batch
         self.max_waiting = max_waiting
@@ -145,7 +149,7 @@ class DecodingCore:
         stats = stats if stats is not None else DecodeStats()
         limit = max_waiting if max_waiting is not None else self.max_waiting
         # Built before taking the lock: the decoding loop never waits for a new row's matcher.
-        seq = Sequence(job, tokenizer=self.tokenizer, eos_token_ids=self.eos_token_ids, emit=lambda step: None,
+        seq = Sequence(job, tokenizer=self.tokenizer, vocabulary=self.vocabulary, eos_token_ids=self.eos_token_ids, emit=lambda step: None,
                        stats=stats)
         with self._lock:
             if self._closed:

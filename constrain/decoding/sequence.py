@@ -23,6 +23,7 @@ from constrain.decoding.sampling import SamplingParams, apply_penalties, make_ge
 from constrain.decoding.steps import DecodeStats, Step, StepLogprob
 from constrain.errors import GenerationError, SchemaLimitError
 from constrain.types import FinishReason
+from constrain.vocab import Vocabulary
 
 
 @dataclass
@@ -53,7 +54,7 @@ def top_entry(logprobs: torch.Tensor, token: int, k: int) -> StepLogprob:
 class Sequence:
     """A row of the batch. ``emit`` receives its Steps; the last one has ``finish_reason``."""
 
-    def __init__(self, job: DecodeJob, *, tokenizer: Any, eos_token_ids: set[int],
+    def __init__(self, job: DecodeJob, *, tokenizer: Any, vocabulary: Vocabulary, eos_token_ids: set[int],
                  emit: Callable[[Step], None], stats: DecodeStats | None = None) -> None:
         self.job = job
         self.params = job.params
@@ -64,7 +65,7 @@ class Sequence:
         self.vocab_size: int = job.compiled.vocab_size
         self.generator = None if job.params.greedy else make_generator(job.params.seed)
         self.detok = Detokenizer(tokenizer, list(job.stop))
-        self.closer = BudgetCloser(tokenizer, self.vocab_size, eos_token_ids, job.max_tokens)
+        self.closer = BudgetCloser(vocabulary, self.vocab_size, eos_token_ids, job.max_tokens)
         self.stats = stats if stats is not None else DecodeStats()
         self.stats.prompt_tokens = len(job.prompt_ids)
         self._emit = emit

@@ -489,9 +489,7 @@ class ExampleSampler:
 
     def _vocabulary_for(self, compiled: CompiledConstraint) -> _Vocabulary:
         if self._vocabulary is None:
-            from constrain.vocab import token_texts
-
-            self._vocabulary = _Vocabulary.build(token_texts(self.tokenizer), compiled.vocab_size,
+            self._vocabulary = _Vocabulary.build(compiled.vocabulary.texts, compiled.vocab_size,
                                                  compiled.engine.eos_token_id)
         return self._vocabulary
 

@@ -62,7 +62,7 @@ def plan_tools(model: Planner, request: ChatCompletionRequest) -> Plan | None:
     # A stop string may cut a text answer short: such a prefix is not validated (README, `stop`).
     check = text.check_output if not (text.is_unconstrained or request.stop) else None
     bias = request.tool_call_bias if request.tool_call_bias is not None else model.tool_call_bias
-    opening = {t: bias for t in opening_tokens(model.tokenizer)} if setup.mode == "auto" and bias else None
+    opening = {t: bias for t in opening_tokens(model.vocabulary)} if setup.mode == "auto" and bias else None
     return Plan(prompt=prompt, compiled=compiled, parser=ToolCallParser(setup, check_text=check),
                 opening_bias=opening)
 

@@ -15,7 +15,7 @@ from constrain.compiler import Constraint, Whitespace, load_grammar
 from constrain.constraints import engine_grammar
 from constrain.engines import PRETTY_WHITESPACE
 from constrain.tools.choice import ToolSetup
-from constrain.vocab import prefix_tokens
+from constrain.vocab import Vocabulary
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
@@ -85,7 +85,7 @@ def build_grammar(setup: ToolSetup, text: Constraint, whitespace: Whitespace = "
     return "\n".join(rules) + "\n"
 
 
-def opening_tokens(tokenizer: Any) -> list[int]:
+def opening_tokens(vocabulary: Vocabulary) -> list[int]:
     """The tokens a call can start with: those whose text is a prefix of the envelope's opening."""
-    return prefix_tokens(tokenizer, OPEN)
+    return vocabulary.prefix_tokens(OPEN)
 
