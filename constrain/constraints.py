@@ -35,6 +35,7 @@ from constrain.errors import (
     InvalidRequestError,
     SchemaLimitError,
     UnsatisfiableSchemaError,
+    UnsupportedSchemaError,
 )
 from constrain.schema import normalize_with_rules, validate_instance
 from constrain.vocab import Vocabulary
@@ -42,12 +43,12 @@ from constrain.vocab import Vocabulary
 # Compiled constraints a Compiler keeps (raw-text entries included), least recently used dropped first.
 CACHE_SIZE = 512
 
-def engine_grammar(constraint: Constraint) -> EngineGrammar:
+def engine_grammar(constraint: Constraint, *, check_pattern_properties: bool = False) -> EngineGrammar:
     """The engine's input for a constraint: JSON schemas pass through the normaliser first."""
     if constraint.kind == "json":
         schema, rules = normalize_with_rules(
             constraint.schema, close_objects=constraint.close_objects, param=constraint.param or "schema",
-            property_order=constraint.property_order,
+            property_order=constraint.property_order, check_pattern_properties=check_pattern_properties,
         )
         return EngineGrammar("json_schema", schema, JsonOptions(whitespace=constraint.whitespace),
                              rules=rules)
@@ -107,8 +108,6 @@ class CompiledConstraint:
 
     def __repr__(self) -> str:
         return f"CompiledConstraint({self.constraint.kind}, engine={self.engine.name})"
-
-
 
 
 def _check_property_order(property_order: Any) -> None:
@@ -214,7 +213,7 @@ class Compiler:
             grammar = None if isinstance(cached, CompiledConstraint) else cached
             if grammar is None:
                 try:
-                    grammar = eng.compile(engine_grammar(constraint))
+                    grammar = _compile_grammar(eng, constraint)
                 except UnsatisfiableSchemaError:
                     if not allow_empty:
                         raise
@@ -229,6 +228,17 @@ class Compiler:
             raise SchemaLimitError("`response_format` nests too deeply (through its `$ref`s) to be compiled",
                                    limit="depth", param="response_format") from None
         return CompiledConstraint(constraint, eng, grammar, self.vocabulary)
+
+
+def _compile_grammar(engine: Engine, constraint: Constraint) -> CompiledGrammar:
+    """The engine's grammar for ``constraint``. An engine that refuses ``patternProperties`` whose
+    patterns one name may match together gets them checked by the matcher instead."""
+    try:
+        return engine.compile(engine_grammar(constraint))
+    except UnsupportedSchemaError as exc:
+        if constraint.kind != "json" or exc.keyword != "patternProperties":
+            raise
+    return engine.compile(engine_grammar(constraint, check_pattern_properties=True))
 
 
 class CompilerRegistry:

@@ -139,3 +139,12 @@ def test_a_dead_end_is_an_error_naming_the_check(tokenizer):
     assert "`not` (at /not)" in (matcher.error() or "") and "checked when the value ends" in matcher.error()
     matcher.rollback(1)  # exploring elsewhere (the budget closer does) forgets it
     assert matcher.error() is None
+
+
+def test_patterns_a_name_may_match_together_are_checked(tokenizer):
+    schema = {"patternProperties": {"[0-9]{2,}": {"type": "boolean"}, "X_": {"type": "string"}}}  # "X_12" both
+    texts = ['{"answer 1":"42"}', '{"a31b":null}', '{"a31b":true}', '{"X_1":"s"}', '{"X_12":"s"}', '{"X_12":true}',
+             '{"a_X_3":3}', '{}']
+    for text in texts:
+        valid = jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
+        assert mask_walk(tokenizer, schema, text) == valid, text
