@@ -81,9 +81,9 @@ def test_without_the_matcher_the_reason_is_the_error():
 
 
 @pytest.mark.parametrize("schema", [
-    # another value may stand at the same place unchecked: the path would not tell which applies
-    {"anyOf": [{"type": "object", "properties": {"v": OVERLAPPING_STRINGS["properties"]["code"]}, "required": ["v"]},
-               {"type": "object", "properties": {"v": {"type": "integer"}}, "required": ["v"], "minProperties": 2}]},
+    # a pattern property may govern the same name unchecked: the path would not tell which applies
+    {"type": "object", "properties": {"v": OVERLAPPING_STRINGS["properties"]["code"]},
+     "patternProperties": {"^v": {"type": "string"}}},
     # under a recursive $ref: places without end
     {"$defs": {"node": {"type": "object", "properties": {
         "kind": {"oneOf": [{"type": "string"}, {"type": "string", "pattern": "^x"}]},
@@ -147,4 +147,18 @@ def test_patterns_a_name_may_match_together_are_checked(tokenizer):
              '{"a_X_3":3}', '{}']
     for text in texts:
         valid = jsonschema.Draft202012Validator(schema).is_valid(json.loads(text))
+        assert mask_walk(tokenizer, schema, text) == valid, text
+
+
+def test_alternatives_that_differ_in_checks_are_checked_as_a_whole(tokenizer):
+    # "kind" absent: nothing to check; present: exactly one branch. One place, two rules: the
+    # whole node becomes the check there.
+    schema = {"type": "object", "properties": {"kind": {"type": "string"}, "n": {"type": "integer"}},
+              "dependencies": {"kind": {"oneOf": [{"properties": {"kind": {"maxLength": 3}}},
+                                                  {"properties": {"kind": {"pattern": "^x"}}}]}}}
+    [(path, rule)] = normalize_with_rules(schema)[1]
+    assert path == () and rule.keyword == "oneOf"
+    texts = ['{"n":1}', '{"kind":"ab"}', '{"kind":"xyzzy"}', '{"kind":"xy"}', '{"kind":"abcd"}', '{}']
+    for text in texts:
+        valid = jsonschema.Draft7Validator(schema).is_valid(json.loads(text))
         assert mask_walk(tokenizer, schema, text) == valid, text

@@ -177,13 +177,17 @@ class _Scanner:
         text = bytes(self.buf[watched.start : end])
         return all(_valid_text(schema, text) for schema in watched.rule.schemas)
 
-    def may_start_watched(self) -> bool:
-        """Whether a value under a ValueRule may begin within the next token: some checked place
-        lies below the innermost open container (any, at the top level)."""
+    def opens_to_watched(self) -> int | None:
+        """The fewest containers the next token must open to begin a value under a ValueRule
+        (0: one may begin right here); None when no checked place lies below this point."""
         if not self.stack:
-            return not self.buf.strip()
+            if self.buf.strip():
+                return None  # the top-level value is a number or literal being written
+            return min(len(p) for p, _ in self.value_rules)
         where = self.stack[-1].path
-        return any(len(p) > len(where) and matches(p[: len(where)], where) for p, _ in self.value_rules)
+        below = [len(p) - len(where) - 1 for p, _ in self.value_rules
+                 if len(p) > len(where) and matches(p[: len(where)], where)]
+        return min(below) if below else None
 
     def root_scalar_ok(self) -> bool:
         """Whether a number or literal written at the top level (it ends with the output, with no
@@ -358,8 +362,12 @@ class RulesMatcher:
                 pick |= t.quotes >= 1
             else:
                 pick |= t.delims
-        if scanner.may_start_watched():  # a whole value in one token: two quotes, a delimiter, or `{}`-like
-            pick |= (t.quotes >= 2) | t.delims | ((t.openers >= 1) & (t.brackets >= 1))
+        opens = scanner.opens_to_watched()
+        if opens is not None:  # a whole checked value in one token: it opens what leads there, then ends
+            whole = (t.openers >= opens) & ((t.quotes >= 2) | t.delims | (t.brackets >= 1))
+            if scanner.in_string or scanner.in_scalar:  # what is being written ends first
+                whole &= (t.quotes >= 1) if scanner.in_string else t.delims
+            pick |= whole
         return _ids(t.enders[allowed & pick])
 
     def _object_candidates(self, allowed: np.ndarray, bitmask: np.ndarray) -> list[int]:

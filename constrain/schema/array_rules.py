@@ -126,7 +126,7 @@ def split_runtime(schema: Any) -> tuple[Any, tuple[tuple[Path, ArrayRule | Value
                                         (VALUE_CHECKS, "oneOf")):
                     if marker in text:
                         if marker == VALUE_CHECKS:
-                            keyword, _, where = _first_check(defs.get(name))
+                            keyword, _, where = first_check(defs.get(name))
                             raise unsupported(f"a `{keyword}` with no exact grammar form, checked while generating, "
                                               "cannot be enforced inside a recursive $ref", keyword, where)
                         raise unsupported(f"{keyword} inside a recursive $ref cannot be enforced", keyword, "")
@@ -199,7 +199,7 @@ def _value_rules(placed: list[tuple[Path, Checks]]) -> list[tuple[Path, ValueRul
     return [(path, ValueRule(checks)) for path, checks in checked]
 
 
-def _first_check(node: Any) -> list[str]:
+def first_check(node: Any) -> list[str]:
     """The first value check found in ``node`` (for errors)."""
     stack = [node]
     while stack:

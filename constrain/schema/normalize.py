@@ -32,9 +32,9 @@ from constrain.errors import (
     UnsupportedSchemaError,
 )
 from constrain.schema import arrays, objects, order, scalars
-from constrain.schema.array_rules import ArrayRule, Path, ValueRule, split_runtime
+from constrain.schema.array_rules import ArrayRule, Path, ValueRule, first_check, split_runtime
 from constrain.schema.check import check_schema, is_valid_instance
-from constrain.schema.combinators import Algebra
+from constrain.schema.combinators import Algebra, without_checks
 from constrain.schema.dialects import DRAFT2019, at_least, dialect_of, upgrade
 from constrain.schema.flat import (
     ARRAY_RULES,
@@ -163,6 +163,7 @@ class Normalizer:
         self.close_objects = close_objects
         self.at_runtime = at_runtime
         self.check_pattern_properties = False  # objects with several patternProperties: checked when they end
+        self.checks_made = 0  # value checks so far (none: nothing to lift)
         self.marked = False  # some array's uniqueItems or contains is left to the matcher
         self.dialect = dialect_of(schema)
         self.schema_uri = schema.get("$schema") if isinstance(schema, dict) else None
@@ -286,7 +287,27 @@ class Normalizer:
                 out.extend(objects.split_counts(flat))
             else:
                 out.append(flat)
+        if self.checks_made and len(out) > 1:
+            out = self._lift_checks(out, raw, base, pointer)
         return out
+
+    def _lift_checks(self, dnf: Dnf, raw: dict[str, Any], base: str, pointer: str) -> Dnf:
+        """Alternatives that differ in their value checks (one checked, one not; or checks below one
+        of them) would leave the matcher unable to tell by the path which check applies. Then the
+        whole node is the one check, at this place, and the alternatives keep none: the same
+        language, told at the end of this value instead of a smaller one inside it."""
+        texts = [json.dumps(without_checks(f)) for f in dnf]
+        if all(f.get(VALUE_CHECKS) == dnf[0].get(VALUE_CHECKS) for f in dnf) and \
+                not any(VALUE_CHECKS in text for text in texts):
+            return dnf
+        first = next((f[VALUE_CHECKS][0] for f in dnf if VALUE_CHECKS in f), None)
+        if first is None:
+            first = first_check([json.loads(text) for text in texts])
+        text = self.standalone({k: v for k, v in raw.items() if k not in _RESOURCE_KEYWORDS}, base)
+        if text is None:
+            return dnf  # the matcher will say the place is ambiguous
+        check = [[first[0], text, pointer or "/"]]
+        return [f for f in (self.algebra.check_later(_strip_checks(flat), check) for flat in dnf) if f is not None]
 
     def _check_later(self, dnf: Dnf, later: list[tuple[str, dict[str, Any], UnsupportedSchemaError]],
                      base: str, pointer: str) -> Dnf:
@@ -300,6 +321,7 @@ class Normalizer:
                 raise exc
             checks.append([keyword, text, f"{pointer}/{keyword}"])
         self.marked = True
+        self.checks_made += len(checks)
         return [f for f in (self.algebra.check_later(flat, checks) if VALUE_CHECKS not in flat
                             else self.algebra.check_later(flat, [*flat[VALUE_CHECKS], *checks]) for flat in dnf)
                 if f is not None]
@@ -593,6 +615,7 @@ class Normalizer:
             checks = [*out.get(VALUE_CHECKS, []), ["multipleOf", text, f"{pointer}/multipleOf"]]
             out = {**{k: v for k, v in out.items() if k != "multipleOf"}, VALUE_CHECKS: checks}
             self.marked = True
+            self.checks_made += 1
         extra: list[str] = out.pop("_patterns", [])
         if any(k in out for k in ("pattern", "format", "contentEncoding", "contentMediaType", "contentSchema")):
             out = rewrite_string_keywords(out, pointer, dialect=self.schema_uri)
@@ -604,6 +627,15 @@ class Normalizer:
             if more:
                 out["allOf"] = [*out.get("allOf", []), *more]
         return out
+
+
+def _strip_checks(node: Any) -> Any:
+    """``node`` without value checks anywhere inside."""
+    if isinstance(node, dict):
+        return {k: _strip_checks(v) for k, v in node.items() if k != VALUE_CHECKS}
+    if isinstance(node, list):
+        return [_strip_checks(v) for v in node]
+    return node
 
 
 def _matches_all(pattern: str) -> bool:
