@@ -32,10 +32,11 @@ from constrain.schema.flat import (
     CONTAINS_SOURCE,
     UNIQUE_AT_RUNTIME,
     VALUE_CHECKS,
+    WHOLE_CHECK,
     unsupported,
 )
 
-MARKERS = (UNIQUE_AT_RUNTIME, CONTAINS_AT_RUNTIME, CONTAINS_SOURCE, VALUE_CHECKS)
+MARKERS = (UNIQUE_AT_RUNTIME, CONTAINS_AT_RUNTIME, CONTAINS_SOURCE, VALUE_CHECKS, WHOLE_CHECK)
 # What a contains marker stands in for: the engine sees none of it.
 _CONTAINS_KEYWORDS = ("contains", "minContains", "maxContains")
 
@@ -111,35 +112,45 @@ def split_runtime(schema: Any) -> tuple[Any, tuple[tuple[Path, ArrayRule | Value
     # Every place a value may stand, with the checks the nodes there ask for (none: a free value).
     placed: list[tuple[Path, Checks]] = []
 
-    def walk(node: Any, path: Path, refs: tuple[str, ...], inherited: Checks = ()) -> None:
+    def walk(node: Any, path: Path, refs: tuple[str, ...], inherited: Checks = (), covered: bool = False,
+             whole: bool = False) -> None:
+        """``covered``: below a check of a whole node (``whole``: this place has one), which
+        validates everything under it: the checks there are redundant, and so is telling their
+        places apart."""
         if node is True or not isinstance(node, dict):
             if node is True:
                 free.append(path)
-                placed.append((path, inherited))
+                if not covered:
+                    placed.append((path, inherited))
             return
         checks = (*inherited, *(tuple(c) for c in node.get(VALUE_CHECKS, []) if tuple(c) not in inherited))
+        if covered:
+            checks = ()
+        whole = whole or bool(node.get(WHOLE_CHECK))
         if "$ref" in node:
             name = str(node["$ref"]).rsplit("/", 1)[-1]
             if name in refs:  # recursion: fine unless a marker is reachable inside it
                 text = _text(defs.get(name))
                 for marker, keyword in ((UNIQUE_AT_RUNTIME, "uniqueItems"), (CONTAINS_AT_RUNTIME, "contains"),
                                         (VALUE_CHECKS, "oneOf")):
-                    if marker in text:
+                    if marker in text and not (covered and marker == VALUE_CHECKS):
                         if marker == VALUE_CHECKS:
                             keyword, _, where = first_check(defs.get(name))
                             raise unsupported(f"a `{keyword}` with no exact grammar form, checked while generating, "
                                               "cannot be enforced inside a recursive $ref", keyword, where)
                         raise unsupported(f"{keyword} inside a recursive $ref cannot be enforced", keyword, "")
                 return
-            walk(defs.get(name, True), path, (*refs, name), checks)
+            walk(defs.get(name, True), path, (*refs, name), checks, covered, whole)
         for branch in node.get("anyOf", []):
-            walk(branch, path, refs, checks)
-        bare = set(node) - {VALUE_CHECKS}
+            walk(branch, path, refs, checks, covered, whole)
+        bare = set(node) - {VALUE_CHECKS, WHOLE_CHECK}
         if bare <= {"$ref", "anyOf", "$defs"}:
-            if not bare:
+            if not bare and not covered:
                 placed.append((path, checks))  # any value
             return  # a pure reference or union: the value is what its targets or branches say
-        placed.append((path, checks))
+        if not covered:
+            placed.append((path, checks))
+        below = covered or whole
         if _may_be_array(node):
             rule = ArrayRule.of(node)
             if rule is None and node.get("maxItems", 2) <= 1:
@@ -149,22 +160,24 @@ def split_runtime(schema: Any) -> tuple[Any, tuple[tuple[Path, ArrayRule | Value
             else:
                 ruled.append((path, rule))
         for key, sub in node.get("properties", {}).items():
-            walk(sub, (*path, key), refs)
+            walk(sub, (*path, key), refs, covered=below)
         for sub in node.get("patternProperties", {}).values():
-            walk(sub, (*path, AnyKey()), refs)
+            walk(sub, (*path, AnyKey()), refs, covered=below)
         others = AnyKey(frozenset(node.get("properties", {})))
         if "additionalProperties" in node:
-            walk(node["additionalProperties"], (*path, others), refs)
+            walk(node["additionalProperties"], (*path, others), refs, covered=below)
         elif _may_be_object(node):
             free.append((*path, others))
-            placed.append(((*path, others), ()))
+            if not below:
+                placed.append(((*path, others), ()))
         for index, sub in enumerate(node.get("prefixItems", [])):
-            walk(sub, (*path, index), refs)
+            walk(sub, (*path, index), refs, covered=below)
         if "items" in node:
-            walk(node["items"], (*path, ANY_INDEX), refs)
+            walk(node["items"], (*path, ANY_INDEX), refs, covered=below)
         elif _may_be_array(node):
             free.append((*path, ANY_INDEX))
-            placed.append(((*path, ANY_INDEX), ()))
+            if not below:
+                placed.append(((*path, ANY_INDEX), ()))
 
     walk(schema, (), ())
     for index, (path, rule) in enumerate(ruled):

@@ -23,6 +23,7 @@ from constrain.schema.flat import (
     ARRAY_RULES,
     MAX_BRANCHES,
     VALUE_CHECKS,
+    WHOLE_CHECK,
     Dnf,
     Flat,
     from_node,
@@ -270,7 +271,10 @@ class Algebra:
 
 
 def without_checks(flat: Flat) -> Flat:
-    return {k: v for k, v in flat.items() if k != VALUE_CHECKS} if VALUE_CHECKS in flat else flat
+    """``flat`` without its value checks (a product keeps them apart, and is no whole-node check)."""
+    if VALUE_CHECKS not in flat and WHOLE_CHECK not in flat:
+        return flat
+    return {k: v for k, v in flat.items() if k not in (VALUE_CHECKS, WHOLE_CHECK)}
 
 
 def _value_kind(value: Any) -> str:

@@ -37,6 +37,8 @@ CONTAINS_SOURCE = "_contains_source"
 # matcher validates the finished value against; the grammar holds a superset of the value's
 # language (schema/array_rules.py places the checks, engines/rules_matcher.py keeps them).
 VALUE_CHECKS = "_checked_at_runtime"
+# Beside VALUE_CHECKS: the check is the whole node at this place, which covers every check below it.
+WHOLE_CHECK = "_checked_whole"
 ARRAY_KEYWORDS = ("prefixItems", "items", "minItems", "maxItems", "uniqueItems", "contains", "minContains",
                   "maxContains", UNIQUE_AT_RUNTIME, CONTAINS_AT_RUNTIME, CONTAINS_SOURCE)
 # The array keywords that ``arrays.finish`` rewrites (again, after a merge).

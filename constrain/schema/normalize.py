@@ -43,6 +43,7 @@ from constrain.schema.flat import (
     NATIVE,
     UNIQUE_AT_RUNTIME,
     VALUE_CHECKS,
+    WHOLE_CHECK,
     Dnf,
     Flat,
     from_node,
@@ -296,18 +297,21 @@ class Normalizer:
         of them) would leave the matcher unable to tell by the path which check applies. Then the
         whole node is the one check, at this place, and the alternatives keep none: the same
         language, told at the end of this value instead of a smaller one inside it."""
-        texts = [json.dumps(without_checks(f)) for f in dnf]
+        inner = [json.dumps(without_checks(f)) for f in dnf]
+        inner += [json.dumps(to_node(self.defs[name])) for name in self._reachable({"anyOf": dnf})
+                  if name in self.defs]  # checks inside referenced definitions count too
         if all(f.get(VALUE_CHECKS) == dnf[0].get(VALUE_CHECKS) for f in dnf) and \
-                not any(VALUE_CHECKS in text for text in texts):
+                not any(VALUE_CHECKS in text for text in inner):
             return dnf
         first = next((f[VALUE_CHECKS][0] for f in dnf if VALUE_CHECKS in f), None)
         if first is None:
-            first = first_check([json.loads(text) for text in texts])
+            first = first_check([json.loads(text) for text in inner])
         text = self.standalone({k: v for k, v in raw.items() if k not in _RESOURCE_KEYWORDS}, base)
         if text is None:
             return dnf  # the matcher will say the place is ambiguous
         check = [[first[0], text, pointer or "/"]]
-        return [f for f in (self.algebra.check_later(_strip_checks(flat), check) for flat in dnf) if f is not None]
+        lifted = (self.algebra.check_later(_strip_checks(flat), check) for flat in dnf)
+        return [{**f, WHOLE_CHECK: True} if VALUE_CHECKS in f else f for f in lifted if f is not None]
 
     def _check_later(self, dnf: Dnf, later: list[tuple[str, dict[str, Any], UnsupportedSchemaError]],
                      base: str, pointer: str) -> Dnf:
@@ -501,7 +505,8 @@ class Normalizer:
             for name in _ref_names(text):
                 if name not in seen:
                     seen.append(name)
-                    stack.append(to_node(self.defs[name]))
+                    if name in self.defs:  # not while it is being normalised (a recursive reference)
+                        stack.append(to_node(self.defs[name]))
         return seen
 
     # ------------------------------------------------------------------ helpers
@@ -531,7 +536,7 @@ class Normalizer:
         if checks and not all(is_valid_instance(text, value) for _, text, _ in checks):
             return False
         schema = {k: v for k, v in flat.items()
-                  if k not in (CONTAINS_SOURCE, CONTAINS_AT_RUNTIME, UNIQUE_AT_RUNTIME, VALUE_CHECKS)}
+                  if k not in (CONTAINS_SOURCE, CONTAINS_AT_RUNTIME, UNIQUE_AT_RUNTIME, VALUE_CHECKS, WHOLE_CHECK)}
         if VALUE_CHECKS in json.dumps(schema):  # a validator would skip the marker: too lenient
             raise unsupported("a listed value cannot be checked against a part checked while generating", "enum", "")
         if flat.get(UNIQUE_AT_RUNTIME):
