@@ -189,7 +189,7 @@ class Compiler:
                                                              close_objects=close_objects, allow_empty=allow_empty,
                                                              property_order=property_order))
         except CompileTimeoutError as exc:
-            exc.param = exc.param or "response_format"
+            exc.locate("response_format")
             raise
         if raw_key is not None and compiled.grammar is not None and not isinstance(compiled.grammar, EmptyGrammar):
             self._put(raw_key, compiled)
@@ -220,8 +220,7 @@ class Compiler:
                     # not cached: rare, and cheap to redo
                     return CompiledConstraint(constraint, eng, EmptyGrammar(), self.vocabulary)
                 except ConstrainError as exc:
-                    if exc.param is None:
-                        exc.param = "response_format"
+                    exc.locate("response_format")  # an engine's refusal: its pointer is in the engine's schema
                     raise
                 self._put(constraint.key, grammar)
         except RecursionError:  # nesting the static limits allow, multiplied through `$ref`s

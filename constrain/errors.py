@@ -20,13 +20,30 @@ The tree::
     ├── GenerationError                 500  a bug: the engine rejected a token, or output failed validation
     └── ModelNotReadyError              503  the server is still loading the model
 
-Each error carries ``param``: the dotted path of the request field at fault
-(``response_format.value.properties.age.minimum``), so that a user knows where to look.
+Each error knows where it is: ``field``, the request field at fault as the API names it
+(``response_format.value``, ``tools.2.function.parameters``), and ``at``, the JSON pointer of
+the place inside the schema that field holds (``/properties/age/minimum``; empty for the field
+itself). ``param`` renders both, dotted (``response_format.value.properties.age.minimum``), in
+the one function :func:`render_param`: the API's ``param``, the CLI's ``[...]`` and the server's
+bodies all read it. An error is raised where it is found; a layer that knows the field it was
+checking names it with :meth:`ConstrainError.locate`, which only fills a field still unknown.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, overload
+
+
+@overload
+def render_param(field: str, at: str = "") -> str: ...
+@overload
+def render_param(field: None, at: str = "") -> None: ...
+def render_param(field: str | None, at: str = "") -> str | None:
+    """The dotted ``param`` for a place: ``field`` and the JSON pointer ``at`` inside it, with
+    ``/`` turned into ``.`` (escapes kept, so a client can turn it back into a pointer)."""
+    if field is None:
+        return None
+    return field + at.replace("/", ".")
 
 
 class ConstrainError(Exception):
@@ -35,11 +52,33 @@ class ConstrainError(Exception):
     status_code: ClassVar[int] = 500
     error_type: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None, at: str = "") -> None:
         super().__init__(message)
         self.message = message
-        self.param = param
+        self.field = param
+        self.at = at
         self.code = code
+
+    @property
+    def param(self) -> str | None:
+        """The request field at fault, dotted (``response_format.value.properties.age``)."""
+        return render_param(self.field, self.at)
+
+    def locate(self, field: str, at: str = "") -> Self:
+        """Name the request field (and the place ``at`` inside its schema) unless already named:
+        the layer that raised knows best, so an outer layer only fills what is missing."""
+        if self.field is None:
+            self.field, self.at = field, at
+        return self
+
+    def reroot(self, field: str, *, was: str) -> Self:
+        """The same schema checked under the field ``was`` belongs to ``field`` (a tool's
+        parameters compiled as a ``response_format``): the error moves there, its place
+        inside the schema stays, and the message names the field the user wrote."""
+        self.field = field
+        self.message = self.message.replace(was, field)
+        self.args = (self.message,)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI-style error body: ``{"error": {message, type, param, code}}``."""
@@ -72,8 +111,9 @@ class SchemaLimitError(InvalidSchemaError):
     """A schema passes one of constrain's limits (nesting depth, size, enum size, 64-bit integers):
     ``limit`` names it, ``value`` is the bound."""
 
-    def __init__(self, message: str, *, limit: str, value: int | None = None, param: str | None = None) -> None:
-        super().__init__(message, param=param, code=f"limit_{limit}")
+    def __init__(self, message: str, *, limit: str, value: int | None = None, param: str | None = None,
+                 at: str = "") -> None:
+        super().__init__(message, param=param, code=f"limit_{limit}", at=at)
         self.limit = limit
         self.value = value
 
@@ -88,7 +128,11 @@ class CompileTimeoutError(InvalidRequestError):
 
 
 class UnsupportedSchemaError(InvalidRequestError):
-    """A valid JSON Schema uses a keyword (or a form of it) that cannot be enforced exactly."""
+    """A valid JSON Schema uses a keyword (or a form of it) that cannot be enforced exactly.
+
+    ``keyword`` and ``pointer`` say which and where in the schema that was checked; an engine's
+    refusal points into the normalised schema it saw, so ``pointer`` becomes the error's place
+    ``at`` only where a layer locates it in the user's schema."""
 
     def __init__(
         self, message: str, *, keyword: str | None = None, pointer: str = "", param: str | None = None

@@ -34,6 +34,7 @@ from constrain.errors import (
     InvalidRequestError,
     SchemaLimitError,
     UnsupportedSchemaError,
+    render_param,
 )
 from constrain.requests import parse_request
 from constrain.schema import normalize
@@ -152,7 +153,7 @@ def export_constraint(
         with compile_deadline(compile_timeout_s):
             return run_bounded(export)
     except CompileTimeoutError as exc:
-        exc.param = exc.param or param
+        exc.locate(param)
         raise
     except RecursionError:  # nesting the static limits allow, multiplied through `$ref`s (as compile_constraint)
         raise SchemaLimitError("the constraint nests too deeply (through its `$ref`s) to be exported",
@@ -216,12 +217,10 @@ def _lark(grammar: EngineGrammar) -> str:
 def _check_portable(lark: str, grammar: EngineGrammar, param: str) -> None:
     try:
         check_portable(lark, grammar)
-    except UnsupportedSchemaError as exc:
-        if exc.param is None:
-            exc.param = param + _dotted(exc.pointer)
-        raise
     except ConstrainError as exc:
-        exc.param = exc.param or param
+        # An engine's refusal points into the schema it compiled (find_keyword's "/" is its root).
+        at = exc.pointer if isinstance(exc, UnsupportedSchemaError) and exc.pointer != "/" else ""
+        exc.locate(param, at)
         raise
 
 
@@ -255,7 +254,7 @@ def _not_exportable(text: Constraint, rules: tuple[tuple[Path, Any], ...]) -> Un
             keyword="properties", pointer="", param="property_order")
     if isinstance(array, ValueRule):  # the keyword has no grammar form: the matcher checks the finished value
         keyword, _, pointer = array.checks[0]
-        where = param + pointer.replace("/", ".")
+        where = render_param(param, pointer)
         return _refusal(f"`{where}`: this {keyword} has no exact grammar form, so constrain's runtime matcher "
                         "checks each value it governs when the value ends; no grammar can express that, so it "
                         "cannot be exported", keyword=keyword, pointer=pointer, param=where)
@@ -284,11 +283,6 @@ def _text_check(text: Constraint) -> Callable[[str], None] | None:
     if text.kind not in ("json", "regex"):
         return None
     return functools.partial(check_text, text, what="the server's output")
-
-
-def _dotted(pointer: str) -> str:
-    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/") if p]
-    return "".join("." + p for p in parts)
 
 
 def _show(path: Path) -> str:

@@ -11,7 +11,7 @@ import regex
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 
-from constrain.errors import InvalidSchemaError, UnsupportedSchemaError
+from constrain.errors import InvalidSchemaError, UnsupportedSchemaError, render_param
 from constrain.schema.limits import check_limits
 from constrain.schema.patterns import ecma_to_engine, is_ecma_regex
 
@@ -130,16 +130,21 @@ def _ecma_class(cls: type[Validator]) -> type[Validator]:
     return extended
 
 
-def check_schema(schema: object, *, param: str = "schema") -> dict[str, Any] | bool:
-    """Return ``schema`` if it is a valid JSON Schema (object or boolean), else raise InvalidSchemaError."""
+def check_schema(schema: object, *, param: str = "schema", at: str = "") -> dict[str, Any] | bool:
+    """Return ``schema`` if it is a valid JSON Schema (object or boolean), else raise InvalidSchemaError.
+
+    ``schema`` is the request field ``param``, or the part of it at the JSON pointer ``at`` (a
+    ``$ref`` target checked on its own): errors are located there, pointer kept apart from field.
+    """
+    name = render_param(param, at)
     if not isinstance(schema, dict | bool):
         raise InvalidSchemaError(
-            f"`{param}` must be a JSON Schema object (or boolean), got {type(schema).__name__}", param=param
+            f"`{name}` must be a JSON Schema object (or boolean), got {type(schema).__name__}", param=param, at=at
         )
-    check_limits(schema, param=param)  # first: what follows walks the schema recursively
+    check_limits(schema, param=param, at=at)  # first: what follows walks the schema recursively
     if isinstance(schema, dict):
         if not isinstance(schema.get("$schema", ""), str):
-            raise InvalidSchemaError(f"`{param}.$schema` must be a string", param=f"{param}.$schema")
+            raise InvalidSchemaError(f"`{name}.$schema` must be a string", param=param, at=f"{at}/$schema")
         try:
             error = jsonschema.exceptions.best_match(_meta_validator(_validator_class(schema)).iter_errors(schema))
             if error is not None:
@@ -147,9 +152,10 @@ def check_schema(schema: object, *, param: str = "schema") -> dict[str, Any] | b
         except SchemaError as exc:
             where = pointer(exc.path)
             raise InvalidSchemaError(
-                f"`{param}` is not a valid JSON Schema: at {where or '/'} (keyword {exc.validator!r}): "
+                f"`{name}` is not a valid JSON Schema: at {where or '/'} (keyword {exc.validator!r}): "
                 f"{exc.message}",
-                param=param + where.replace("/", "."),
+                param=param,
+                at=at + where,
             ) from None
     return schema
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from constrain.errors import SchemaLimitError
+from constrain.errors import SchemaLimitError, render_param
 
 # Each at least twice the largest in MaskBench's 9.7k real schemas and the official test suite
 # (depth 63, 28.5k values, an enum of 5.4k, 587 properties, 22 patternProperties).
@@ -29,42 +29,43 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def check_limits(schema: Any, *, param: str) -> None:
-    """Raise SchemaLimitError (400, ``param`` + the pointer) where ``schema`` passes a limit."""
+def check_limits(schema: Any, *, param: str, at: str = "") -> None:
+    """Raise SchemaLimitError (400, located at ``param``, the pointer ``at`` + the place inside
+    ``schema``) where ``schema`` passes a limit."""
     stack: list[tuple[Any, str, int]] = [(schema, "", 0)]
     seen = 0
     while stack:
         value, pointer, depth = stack.pop()
         seen += 1
         if seen > MAX_VALUES:
-            raise _error(param, pointer, "values", MAX_VALUES, f"has more than {MAX_VALUES} JSON values")
+            raise _error(param, at, pointer, "values", MAX_VALUES, f"has more than {MAX_VALUES} JSON values")
         if isinstance(value, bool) or value is None or isinstance(value, str):
             continue
         if isinstance(value, int):
             if not MIN_INTEGER <= value <= MAX_INTEGER:
-                raise _error(param, pointer, "integer", MAX_INTEGER,
+                raise _error(param, at, pointer, "integer", MAX_INTEGER,
                              f"holds the integer {str(value)[:40]}{'...' if len(str(value)) > 40 else ''}, "
                              "beyond 64 bits (the engine's integers)")
             continue
         if isinstance(value, float):
             if not math.isfinite(value):
-                raise _error(param, pointer, "number", None, f"holds {value}, which is not a JSON number")
+                raise _error(param, at, pointer, "number", None, f"holds {value}, which is not a JSON number")
             continue
         if depth >= MAX_DEPTH:
-            raise _error(param, pointer, "depth", MAX_DEPTH, f"is nested more than {MAX_DEPTH} levels deep")
+            raise _error(param, at, pointer, "depth", MAX_DEPTH, f"is nested more than {MAX_DEPTH} levels deep")
         if isinstance(value, dict):
             for key, limit in (("enum", MAX_ENUM), ("properties", MAX_PROPERTIES),
                                ("patternProperties", MAX_PATTERN_PROPERTIES)):
                 held = value.get(key)
                 if isinstance(held, list | dict) and len(held) > limit:
-                    raise _error(param, f"{pointer}/{key}", key, limit,
+                    raise _error(param, at, f"{pointer}/{key}", key, limit,
                                  f"has {len(held)} entries in one `{key}`; at most {limit} are accepted")
             stack.extend((sub, f"{pointer}/{_escape(str(key))}", depth + 1) for key, sub in value.items())
         elif isinstance(value, list):
             stack.extend((sub, f"{pointer}/{index}", depth + 1) for index, sub in enumerate(value))
 
 
-def _error(param: str, pointer: str, limit: str, value: int | None, what: str) -> SchemaLimitError:
-    at = pointer if len(pointer) <= 120 else f"{pointer[:60]}...{pointer[-50:]}"
-    return SchemaLimitError(f"`{param}` {what} (at {at or '/'})", limit=limit, value=value,
-                            param=param + pointer.replace("/", "."))
+def _error(param: str, at: str, pointer: str, limit: str, value: int | None, what: str) -> SchemaLimitError:
+    shown = pointer if len(pointer) <= 120 else f"{pointer[:60]}...{pointer[-50:]}"
+    return SchemaLimitError(f"`{render_param(param, at)}` {what} (at {shown or '/'})", limit=limit, value=value,
+                            param=param, at=at + pointer)

@@ -112,11 +112,10 @@ def _normalize(schema: Any, close_objects: bool, param: str, at_runtime: bool,
         return out, rules
     except UnsupportedSchemaError as exc:
         _name_the_users_keyword(schema, exc)
-        if exc.param is None:
-            exc.param = param + exc.pointer.replace("/", ".")
+        exc.locate(param, exc.pointer)
         raise
     except InvalidSchemaError as exc:
-        exc.param = exc.param or param
+        exc.locate(param)
         raise
 
 
@@ -440,7 +439,7 @@ class Normalizer:
         node = target.node
         if self.schema_uri and "$schema" not in node:
             node = {**node, "$schema": self.schema_uri}
-        check_schema(node, param=self.param + target.pointer.replace("/", "."))
+        check_schema(node, param=self.param, at=target.pointer)
 
     def _ref(self, ref: Any, base: str, pointer: str) -> Dnf:
         if not isinstance(ref, str):

@@ -73,11 +73,5 @@ def _blame_tool(model: Planner, setup: ToolSetup) -> ConstrainError:
         try:
             model.compile({"type": "json", "value": spec.schema})
         except ConstrainError as exc:
-            if exc.param and exc.param.startswith("response_format.value"):
-                exc.param = spec.param + exc.param.removeprefix("response_format.value")
-            else:
-                exc.param = spec.param
-            exc.message = exc.message.replace("response_format.value", spec.param)
-            exc.args = (exc.message,)
-            return exc
+            return exc.reroot(spec.param, was="response_format.value")
     return InvalidRequestError("the tools cannot be compiled into a grammar", param="tools")

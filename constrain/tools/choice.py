@@ -118,7 +118,7 @@ def _argument_schema(tool: Tool, index: int, close_objects: bool) -> ToolSpec:
     if declared is not None and declared != "object" and not (isinstance(declared, list) and "object" in declared):
         raise InvalidSchemaError(
             f"`{param}.type` must be 'object': tool arguments are a JSON object, got {declared!r}",
-            param=f"{param}.type",
+            param=param, at="/type",
         )
     # Arguments are an object (OpenAI's contract): a schema that says nothing about the type
     # is narrowed to objects, never loosened.
