@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any, Literal
@@ -12,6 +13,7 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 
 from constrain.errors import InvalidSchemaError, UnsupportedSchemaError, render_param
+from constrain.schema import formats
 from constrain.schema.limits import check_limits
 from constrain.schema.patterns import ecma_to_engine, is_ecma_regex
 
@@ -114,11 +116,28 @@ def _meta_validator(cls: type[Validator]) -> Validator:
     return meta_cls(cls.META_SCHEMA, format_checker=_format_checker(cls))
 
 
-def _format_checker(cls: type[Validator]) -> jsonschema.FormatChecker:
+def _format_checker(cls: type[Validator], *, as_enforced: bool = False) -> jsonschema.FormatChecker:
+    """jsonschema's format checks, ``regex`` read as ECMA-262. ``as_enforced``: the formats the
+    grammar enforces are checked by the same regexes (``schema/formats.py``), so that a value a
+    matcher validates, or the output check, agrees with the grammar; jsonschema alone skips a
+    format whose optional package is missing (``duration`` without ``isoduration``)."""
     checker = jsonschema.FormatChecker()
     checker.checkers = dict(cls.FORMAT_CHECKER.checkers)
     checker.checkers["regex"] = (lambda value: not isinstance(value, str) or is_ecma_regex(value), ())
+    if as_enforced:
+        for name in (*formats.EXACT, *formats.SUBSET):
+            checker.checkers[name] = (_full_matches(formats.format_regexes(name) or []), ())
     return checker
+
+
+def enforced_formats(cls: type[Validator]) -> jsonschema.FormatChecker:
+    """The format checker that agrees with the grammar (for checks the normaliser makes itself)."""
+    return _format_checker(cls, as_enforced=True)
+
+
+def _full_matches(patterns: list[str]) -> Callable[[Any], bool]:
+    compiled = [re.compile(p) for p in patterns]
+    return lambda value: not isinstance(value, str) or all(c.fullmatch(value) for c in compiled)
 
 
 @lru_cache(maxsize=16)
@@ -166,7 +185,7 @@ def _validator_for_text(schema_text: str) -> Validator:
 
     schema = json.loads(schema_text)
     cls = _validator_class(schema)
-    return _ecma_class(cls)(schema, format_checker=_format_checker(cls))
+    return _ecma_class(cls)(schema, format_checker=_format_checker(cls, as_enforced=True))
 
 
 def validate_instance(schema_text: str, instance: Any) -> str | None:

@@ -33,7 +33,7 @@ from constrain.errors import (
 )
 from constrain.schema import arrays, objects, order, scalars
 from constrain.schema.array_rules import ArrayRule, Path, ValueRule, first_check, split_runtime
-from constrain.schema.check import check_schema, is_valid_instance
+from constrain.schema.check import check_schema, enforced_formats, is_valid_instance
 from constrain.schema.combinators import Algebra, without_checks
 from constrain.schema.dialects import DRAFT2019, at_least, dialect_of, upgrade
 from constrain.schema.flat import (
@@ -175,7 +175,7 @@ class Normalizer:
         self.pending: set[str] = set()
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator) \
             if isinstance(schema, dict) else jsonschema.Draft202012Validator
-        self.validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+        self.validator = cls(schema, format_checker=enforced_formats(cls))
 
     def run(self) -> Any:
         dnf = self.norm(self.root, ROOT_URI, "")
@@ -551,7 +551,7 @@ class Normalizer:
             schema = {"allOf": [schema], "$defs": defs}
         cls = jsonschema.Draft202012Validator
         try:
-            return cls(schema, format_checker=cls.FORMAT_CHECKER).is_valid(value)
+            return cls(schema, format_checker=enforced_formats(cls)).is_valid(value)
         except Exception as exc:  # e.g. a pattern Python's re cannot read: undecidable here
             raise unsupported(f"cannot check a listed value against this schema ({exc})", "enum", "") from None
 
