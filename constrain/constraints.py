@@ -13,7 +13,6 @@ import json
 import re
 import threading
 import weakref
-from collections import OrderedDict
 from typing import Any
 
 from constrain.compiler import Constraint, PropertyOrder, Whitespace, parse_response_format
@@ -37,6 +36,7 @@ from constrain.errors import (
     UnsatisfiableSchemaError,
     UnsupportedSchemaError,
 )
+from constrain.lru import LRUCache
 from constrain.schema import normalize_with_rules, validate_instance
 from constrain.vocab import Vocabulary
 
@@ -131,23 +131,14 @@ class Compiler:
         self.engine = create_engine(engine, vocabulary.tokenizer, vocab_size)
         self.vocabulary = vocabulary
         self.cache_size = cache_size
-        self._lock = threading.Lock()
         # Raw-text keys ("raw", ...) hold a CompiledConstraint, constraint keys its grammar.
-        self._cache: OrderedDict[tuple[Any, ...], CompiledConstraint | CompiledGrammar] = OrderedDict()
+        self._cache: LRUCache[tuple[Any, ...], CompiledConstraint | CompiledGrammar] = LRUCache(cache_size)
 
     def _get(self, key: tuple[Any, ...]) -> CompiledConstraint | CompiledGrammar | None:
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-        return hit
+        return self._cache.get(key)
 
     def _put(self, key: tuple[Any, ...], value: CompiledConstraint | CompiledGrammar) -> None:
-        with self._lock:
-            self._cache[key] = value
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(key, value)
 
     def __len__(self) -> int:
         """How many entries the cache holds (raw-text entries included)."""
@@ -155,8 +146,7 @@ class Compiler:
 
     def clear(self) -> None:
         """Forget every compiled constraint (benchmarks measure cold compiles)."""
-        with self._lock:
-            self._cache.clear()
+        self._cache.clear()
 
     def compile(
         self,

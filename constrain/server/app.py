@@ -55,7 +55,7 @@ class ServerState:
     models: ModelRegistry
     keys: ApiKeys
     max_queue: int
-    cache: LRUCache[Cached]
+    cache: LRUCache[str, Cached]
     generations: GenerationLog
     max_tokens_limit: int | None
     max_request_bytes: int

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections import OrderedDict
-from typing import Generic, TypeVar
 
+from constrain.lru import LRUCache
 from constrain.types import ChatCompletionRequest
 
-V = TypeVar("V")
+__all__ = ["LRUCache", "cache_key", "is_deterministic"]
 
 
 def is_deterministic(request: ChatCompletionRequest) -> bool:
@@ -29,36 +27,3 @@ def cache_key(request: ChatCompletionRequest) -> str:
     data = request.model_dump(mode="json", exclude_none=True, by_alias=True)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-class LRUCache(Generic[V]):
-    """A bounded mapping that forgets the least recently used entry first; thread-safe."""
-
-    def __init__(self, max_entries: int = 256) -> None:
-        self.max_entries = max_entries
-        self._data: OrderedDict[str, V] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key: str) -> V | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is None:
-                self.misses += 1
-                return None
-            self._data.move_to_end(key)
-            self.hits += 1
-            return value
-
-    def put(self, key: str, value: V) -> None:
-        if self.max_entries <= 0:
-            return
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._data)

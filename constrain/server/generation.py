@@ -72,7 +72,7 @@ def admit(
     model: Model,
     body: dict[str, Any],
     *,
-    cache: LRUCache[Cached],
+    cache: LRUCache[str, Cached],
     use_cache: bool,
     max_tokens_limit: int | None,
     compile_timeout_s: float | None = None,
@@ -108,7 +108,7 @@ def _stop(handle: SequenceHandle) -> Outcome:
 
 
 async def complete(
-    model: Model, admitted: Admitted, *, max_queue: int | None, cache: LRUCache[Cached], log: GenerationLog,
+    model: Model, admitted: Admitted, *, max_queue: int | None, cache: LRUCache[str, Cached], log: GenerationLog,
     disconnected: asyncio.Event,
 ) -> bytes | None:
     """A non-streamed answer; its JSON body, or None if the client left first.
@@ -142,7 +142,7 @@ async def complete(
 
 
 def start_stream(
-    model: Model, admitted: Admitted, *, max_queue: int | None, cache: LRUCache[Cached], log: GenerationLog
+    model: Model, admitted: Admitted, *, max_queue: int | None, cache: LRUCache[str, Cached], log: GenerationLog
 ) -> tuple[asyncio.Queue[bytes | None], Callable[..., None]]:
     """Submit a stream; returns its event queue and the stop callback: for a disconnect, or with
     the reason to send as the stream's last event when the server ends it.
