@@ -308,7 +308,7 @@ class Normalizer:
         text = self.standalone({k: v for k, v in raw.items() if k not in _RESOURCE_KEYWORDS}, base)
         if text is None:
             return dnf  # the matcher will say the place is ambiguous
-        check = [[first[0], text, pointer or "/"]]
+        check = [[first[0], text, first[2] or pointer or "/"]]  # named where the keyword is written
         lifted = (self.algebra.check_later(_strip_checks(flat), check) for flat in dnf)
         return [{**f, WHOLE_CHECK: True} if VALUE_CHECKS in f else f for f in lifted if f is not None]
 
