@@ -80,6 +80,11 @@ class ConstrainError(Exception):
         self.args = (self.message,)
         return self
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by state, not by constructor arguments (some subclasses require keywords), so
+        an error crosses a process boundary (Ray's actors) whole."""
+        return (_restore, (type(self), dict(self.__dict__)))
+
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI-style error body: ``{"error": {message, type, param, code}}``."""
         return {
@@ -248,3 +253,11 @@ class ReplicaUnavailableError(ConstrainError):
 class SchemaWarning(UserWarning):
     """A schema keyword was accepted but not enforced because JSON Schema calls it an annotation
     (for example an unknown ``format``)."""
+
+
+def _restore(cls: type[ConstrainError], state: dict[str, Any]) -> ConstrainError:
+    """An error rebuilt from its pickled state (see ``ConstrainError.__reduce__``)."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error

@@ -95,7 +95,7 @@ class Model:
         # The tokenizer's engine, compile cache and vocabulary (made with the planner).
         self.compiler = self.planner.compiler
         # Compile once now: fails early if the engine can't take this tokenizer.
-        self.compiler.compile({"type": "json_object"})
+        self.compiler.compile({"type": "json_object"}, compile_timeout_s=None)  # no request deadline at load
         # Fixed for the model's life: built once, not per request.
         self.system_fingerprint = f"constrain-{__version__}:{self.compiler.engine.version}:{name}"
         self.core = DecodingCore(self.runtime, tokenizer=tokenizer, eos_token_ids=self.eos_token_ids,

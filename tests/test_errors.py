@@ -72,3 +72,15 @@ def test_an_error_keeps_its_place_through_pickling():
     """Ray carries errors between processes by pickling them."""
     error = pickle.loads(pickle.dumps(InvalidSchemaError("bad", param="response_format.value", at="/type")))
     assert (error.field, error.at, error.param) == ("response_format.value", "/type", "response_format.value.type")
+
+
+def test_every_error_survives_pickling_with_its_location():
+    import pickle
+
+    from constrain.errors import CompileTimeoutError, SchemaLimitError
+
+    for error in (CompileTimeoutError("too slow", seconds=2.0), SchemaLimitError("too deep", limit="depth")):
+        error.locate("response_format", "/properties/a")
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and back.param == "response_format.properties.a"
+        assert back.message == error.message and back.code == error.code and str(back) == str(error)
