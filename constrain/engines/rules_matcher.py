@@ -339,11 +339,12 @@ class RulesMatcher:
         if self.scanner.value_rules:
             candidates.update(self._value_candidates(allowed))
             if self.eos_token_id is not None and not self.scanner.root_scalar_ok():
-                candidates.add(self.eos_token_id)  # the output would end on a value that fails its check
+                eos = self.eos_token_id  # the output would end on a value that fails its check
+                words[eos >> 5] &= np.uint32(~(1 << (eos & 31)) & 0xFFFFFFFF)
         self._dead_end = None
         had_any = bool(self.scanner.watched) and bool(words.any())
         for token in candidates:
-            if token == self.eos_token_id and not self.scanner.root_scalar_ok() or self._breaks_rule(token):
+            if self._breaks_rule(token):
                 words[token >> 5] &= np.uint32(~(1 << (token & 31)) & 0xFFFFFFFF)
         if had_any and not words.any():  # a dead end: say which check closed the last ways forward
             keyword, _, pointer = self.scanner.watched[-1].rule.checks[0]

@@ -325,8 +325,7 @@ class Normalizer:
             checks.append([keyword, text, f"{pointer}/{keyword}"])
         self.marked = True
         self.checks_made += len(checks)
-        return [f for f in (self.algebra.check_later(flat, checks) if VALUE_CHECKS not in flat
-                            else self.algebra.check_later(flat, [*flat[VALUE_CHECKS], *checks]) for flat in dnf)
+        return [f for f in (self.algebra.check_later(flat, [*flat.get(VALUE_CHECKS, []), *checks]) for flat in dnf)
                 if f is not None]
 
     def _finish_arrays(self, flat: Flat, pointer: str) -> Dnf:
