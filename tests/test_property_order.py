@@ -110,22 +110,36 @@ def test_objects_in_arrays_and_maps_and_shared_definitions(tokenizer):
     assert not walk(tokenizer, schema, '{"named":{"a":{"y":1,"y":2}}}')
 
 
-def test_where_the_path_does_not_tell_the_subschema_the_schema_order_stays(tokenizer):
-    # Under an anyOf, the object at /a may be either branch's: that object keeps one order,
-    # exactly, instead of an unchecked any-order grammar.
-    schema = {"anyOf": [
-        {"type": "object", "properties": {"a": {"type": "object", "properties": {"p": {}, "q": {}},
-                                                 "required": ["p", "q"], "additionalProperties": False}},
-         "required": ["a"], "additionalProperties": False},
-        {"type": "object", "properties": {"a": {"type": "object", "properties": {"q": {}, "r": {}},
-                                                 "required": ["r"], "additionalProperties": False}},
-         "required": ["a"], "additionalProperties": False},
-    ]}
-    out, rules = normalize_with_rules(schema, property_order="any")
+def union_below(first, second):
+    """An anyOf whose branches hold /a to ``first`` or ``second``."""
+    return {"anyOf": [{"type": "object", "properties": {"a": branch}, "required": ["a"], "additionalProperties": False}
+                      for branch in (first, second)]}
+
+
+def test_below_a_union_the_keys_decide_or_the_schema_order_stays(tokenizer):
+    # Under an anyOf, the object at /a may be either branch's. Closed forms whose names rule each
+    # other out: the keys tell which form's required names apply, so any order is exact.
+    schema = union_below(
+        {"type": "object", "properties": {"p": {}, "q": {}}, "required": ["p", "q"], "additionalProperties": False},
+        {"type": "object", "properties": {"q": {}, "r": {}}, "required": ["r"], "additionalProperties": False})
+    _, rules = normalize_with_rules(schema, property_order="any")
+    assert [path for path, _ in rules] == [("a",), ()]
+    assert walk(tokenizer, schema, '{"a":{"p":1,"q":2}}')
+    assert walk(tokenizer, schema, '{"a":{"q":2,"p":1}}')
+    assert walk(tokenizer, schema, '{"a":{"r":1,"q":2}}')
+    assert not walk(tokenizer, schema, '{"a":{"q":2}}')  # neither branch: p missing, r missing
+    assert not walk(tokenizer, schema, '{"a":{"q":2,"q":1}}')
+    # The same names, one form requiring more: the keys {"q"} fit both, and whether the object may
+    # close depends on the branch the grammar follows. That object keeps one order, exactly.
+    schema = union_below(
+        {"type": "object", "properties": {"p": {}, "q": {}}, "required": ["p", "q"], "additionalProperties": False},
+        {"type": "object", "properties": {"p": {}, "q": {}, "z": {"const": 1}}, "required": ["z"],
+         "additionalProperties": False})
+    _, rules = normalize_with_rules(schema, property_order="any")
     assert [path for path, _ in rules] == [()]
     assert walk(tokenizer, schema, '{"a":{"p":1,"q":2}}')
-    assert walk(tokenizer, schema, '{"a":{"q":1,"r":2}}')
-    assert not walk(tokenizer, schema, '{"a":{"q":2}}')  # neither branch: p missing, r missing
+    assert walk(tokenizer, schema, '{"a":{"q":2,"z":1}}')
+    assert not walk(tokenizer, schema, '{"a":{"q":2}}')
     assert not walk(tokenizer, schema, '{"a":{"q":2,"p":1}}')  # valid, but not in the schema's order
 
 
@@ -290,3 +304,42 @@ def test_the_model_writes_valid_json_with_any_order(model):
         choice = out.choices[0]
         assert choice.finish_reason == "stop"
         jsonschema.validate(json.loads(choice.message.content), PERSON)
+
+
+def test_a_pattern_only_a_few_names_match_takes_any_order(tokenizer):
+    # The names of a finite pattern are exact names: required ones in any order, each once.
+    schema = {"type": "object", "required": ["name:en", "key"],
+              "patternProperties": {"^name:(en|nl)$": {"type": "string"}, "^(key|secret)$": {"type": "integer"},
+                                    "^x-": {"type": "boolean"}},
+              "additionalProperties": False}
+    _, rules = normalize_with_rules(schema, property_order="any")
+    assert [path for path, _ in rules] == [()]
+    assert walk(tokenizer, schema, '{"key":1,"x-a":true,"name:en":"a","name:nl":"b"}')
+    assert walk(tokenizer, schema, '{"name:nl":"b","secret":2,"name:en":"a","key":1}')
+    assert not walk(tokenizer, schema, '{"name:nl":"b","key":1}')  # name:en is required
+    assert not walk(tokenizer, schema, '{"key":1,"name:en":"a","key":2}')
+    assert not walk(tokenizer, schema, '{"key":"1","name:en":"a"}')
+    assert not walk(tokenizer, schema, '{"key":1,"name:en":"a","name:fr":"c"}')
+
+
+def test_a_pattern_every_name_matches_governs_the_objects_below_it(tokenizer):
+    # `^[a-z]*` finds a match in every name: each value is held to it, objects below in any order.
+    schema = {"type": "object", "patternProperties": {"^[a-z]*": {
+        "type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}}, "required": ["x", "y"],
+        "additionalProperties": False}}}
+    _, rules = normalize_with_rules(schema, property_order="any")
+    assert ((AnyKey(frozenset()),)) in {path for path, _ in rules}
+    assert walk(tokenizer, schema, '{"Any key":{"y":1,"x":2},"b":{"x":1,"y":2}}')
+    assert not walk(tokenizer, schema, '{"a":{"y":1}}')
+    assert not walk(tokenizer, schema, '{"a":{"y":1,"y":2}}')
+
+
+def test_finite_languages_of_engine_patterns():
+    from constrain.schema.patterns import finite_language
+
+    assert finite_language("^name:(?:en|nl)$", 64) == ["name:en", "name:nl"]
+    assert finite_language("^c[0-2]x?$", 64) == ["c0", "c0x", "c1", "c1x", "c2", "c2x"]
+    assert finite_language("^\\.\\x20[ab]{2}$", 64) == [". aa", ". ab", ". ba", ". bb"]
+    for infinite in ("^a+$", "^a.$", "^[^a]$", "^\\d$", "^a{2,}$", "name", "^a|b$", "", "^(?i)a$"):
+        assert finite_language(infinite, 64) is None, infinite
+    assert finite_language("^[a-z]{2}$", 64) is None  # 676 names: past the limit

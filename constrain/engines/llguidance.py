@@ -23,6 +23,8 @@ from constrain.schema.refs import find_keyword
 if TYPE_CHECKING:
     from llguidance._lib import JsonCompileOptions  # declared in the stub only
 
+STEP_LEXER_FUEL = 1_000_000
+
 # llguidance's own size limits (grammar size, lexer fuel, parser rows): a limit error of ours.
 _ENGINE_LIMIT = re.compile(r"too big|too complex|too large|too many|fuel|limit exceeded|items; max is", re.IGNORECASE)
 _UNIMPLEMENTED = re.compile(r'Unimplemented keys: \[(.*?)\]')
@@ -125,7 +127,10 @@ class LLGuidanceEngine:
         self.tokenizer = llguidance.hf.from_tokenizer(hf_tokenizer, n_vocab=vocab_size)
         self.vocab_size = self.tokenizer.vocab_size
         self.eos_token_id = self.tokenizer.eos_token
-        self.limits = llguidance.LLParserLimits(verbose_errors=False)  # no parser state in messages
+        # No parser state in messages. Lexer fuel per token: 5x llguidance's default, which ran out
+        # on a `pattern` intersected with `format: date-time` (a valid date refused mid-string);
+        # a mask that spends it all takes ~60 ms here.
+        self.limits = llguidance.LLParserLimits(verbose_errors=False, step_lexer_fuel=STEP_LEXER_FUEL)
         self._token_table: TokenTable | None = None
 
     def token_table(self) -> TokenTable:

@@ -126,15 +126,20 @@ class Algebra:
         flat.pop("type", None)
         if "string" in live and not scalars.string_feasible(flat):
             live.discard("string")
+        integers_fit = True
         if live & {"integer", "float"}:
             possible = scalars.number_kinds(flat)
             live -= {"integer", "float"} - possible
+            integers_fit = "integer" in possible
         if "object" in live and not objects.feasible(flat):
             live.discard("object")
         if "array" in live and not arrays.feasible(flat):
             live.discard("array")
         if "float" in live and "integer" not in live:
-            live.discard("float")  # never unsound: a non-integer-only number set is not expressible
+            if integers_fit:
+                live.discard("float")  # never unsound: a non-integer-only number set is not expressible
+            else:
+                live.add("integer")  # the bounds hold no integer: `number` within them is that set, exactly
         result = set_kinds(flat, live, pointer)
         return [] if result is None else [result]
 

@@ -52,7 +52,7 @@ from constrain.schema.flat import (
 )
 from constrain.schema.limits import MAX_REF_DEPTH
 from constrain.schema.order import ObjectRule, PropertyOrder
-from constrain.schema.patterns import ecma_to_engine
+from constrain.schema.patterns import ecma_to_engine, matches_everything
 from constrain.schema.refs import ROOT_URI, RefIndex, Target, escape, find_keyword, join_uri
 from constrain.schema.strings import rewrite_string_keywords
 
@@ -280,7 +280,7 @@ class Normalizer:
         out: Dnf = []
         for flat in dnf:
             if len(flat.get("patternProperties", ())) > 1 or ("patternProperties" in flat and "properties" in flat):
-                flat = objects.fold_match_all(flat, _matches_all, self.algebra.conj, pointer)
+                flat = objects.fold_match_all(flat, matches_everything, self.algebra.conj, pointer)
             if any(k in flat for k in ARRAY_RULES):
                 out.extend(self._finish_arrays(flat, pointer))
             elif "minProperties" in flat or "maxProperties" in flat:
@@ -629,7 +629,7 @@ class Normalizer:
             more += rewritten.get("allOf", [])
             if more:
                 out["allOf"] = [*out.get("allOf", []), *more]
-        return out
+        return out if VALUE_CHECKS in out else scalars.decimal_spellings(out)
 
 
 def _strip_checks(node: Any) -> Any:
@@ -640,13 +640,6 @@ def _strip_checks(node: Any) -> Any:
         return [_strip_checks(v) for v in node]
     return node
 
-
-def _matches_all(pattern: str) -> bool:
-    """Whether an ECMA-262 pattern finds a match in every string (the translation says so)."""
-    try:
-        return ecma_to_engine(pattern, "") is None
-    except UnsupportedSchemaError:
-        return False
 
 
 def _refs_in(node: Any) -> list[str]:

@@ -18,8 +18,10 @@ its mask admits that order only, although JSON objects are unordered. With
   never repeats, a key being written stays a prefix of an unused name, a comma needs a name
   left, and ``}`` comes only when the object has the required keys of its form. Where the
   engine's forms at a place require different names, ``}`` needs the object valid against the
-  place's subschema as written (a place without one keeps the schema's order). A prefix the
-  grammar allows can then always be completed by adding the missing required keys.
+  place's subschema as written; at a place without one (below a union), the keys alone must
+  decide it: the forms' required names nest (a form whose required names another form's keys
+  may hold requires no more than those), else the place keeps the schema's order. A prefix
+  the grammar allows can then always be completed by adding the missing required keys.
 
 Objects anywhere else, and objects whose form the rewrite does not cover (``minProperties``,
 ``propertyNames``, a pattern overlapping a name, ...), keep the schema's order: still exact,
@@ -38,11 +40,12 @@ import regex
 
 from constrain.schema.array_rules import ANY_INDEX, AnyKey, Path
 from constrain.schema.check import ecma_matcher
-from constrain.schema.patterns import escape_char
+from constrain.schema.patterns import escape_char, finite_language, matches_everything
 from constrain.schema.refs import resolve_local
 
 PropertyOrder = Literal["schema", "any"]
-MAX_PLACES = 2000  # object places followed per schema (deep shared definitions fan out)
+MAX_PLACES = 3000  # object places followed per schema (deep shared definitions fan out)
+MAX_PATTERN_NAMES = 64  # a pattern matching at most this many names is rewritten as those names
 MAX_GROWTH, GROWTH_FLOOR = 3, 200_000  # how much larger places below unions may make the engine schema
 
 # Keywords under which a child's schema is not decided by the path alone.
@@ -136,6 +139,15 @@ def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
             alone = len(children) == 1 and not any(
                 name not in c.get("properties", {}) and _reaches_others(c) for c in may)
             place(children, (*path, name), refs, governed=alone)
+        keyed = [c for c in may if c.get("patternProperties") or c.get("additionalProperties", True) is not True]
+        if len(keyed) == 1 and len(keyed[0].get("patternProperties", {})) == 1:
+            # One pattern that governs every key its form does not declare, in the only form that
+            # holds undeclared keys to a schema.
+            (pattern, sub), = keyed[0]["patternProperties"].items()
+            if keyed[0].get("additionalProperties") is False or matches_everything(pattern):
+                declared = frozenset(keyed[0].get("properties", {}))
+                alone = not any(c is not keyed[0] and c.get("properties") for c in may)
+                place([sub], (*path, AnyKey(declared)), refs, governed=alone)
         items = _distinct(c["items"] for c in may if isinstance(c.get("items"), dict))
         if items:
             alone = len(items) == 1 and not any(
@@ -188,7 +200,8 @@ def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
             extras = [c["additionalProperties"] for c in applying if c.get("additionalProperties", True) is not True]
             if extras:
                 place(extras, (*path, others), refs)
-        elif len(applying) == 1 and len(patterns[0]) == 1 and applying[0].get("additionalProperties") is False:
+        elif len(applying) == 1 and len(patterns[0]) == 1 and (
+                applying[0].get("additionalProperties") is False or matches_everything(next(iter(patterns[0])))):
             place(list(patterns[0].values()), (*path, others), refs)  # one pattern governs every other key
         tuples = [c for c in applying if "prefixItems" in c or isinstance(c.get("items"), list)]
         if len(applying) == 1 and tuples and isinstance(tuples[0].get("prefixItems"), list):
@@ -233,12 +246,15 @@ def _moves_base(node: dict[str, Any]) -> bool:
 def any_order(schema: Any, at: dict[Path, Any], standalone: Any) -> tuple[Any, tuple[tuple[Path, ObjectRule], ...]]:
     """(the engine schema with the objects at ``at`` rewritten, their rules). Each rewrite copies
     the definitions on its way; where the places below unions would make the engine schema
-    ``MAX_GROWTH`` times larger (and past ``GROWTH_FLOOR`` bytes), those keep the schema's order."""
+    ``MAX_GROWTH`` times larger than it is without them (and past ``GROWTH_FLOOR`` bytes), those
+    keep the schema's order."""
     rewritten, rules = _any_order(schema, at, standalone)
     if any(at[path] is None for path, _ in rules):
-        size = len(json.dumps(schema))
-        if len(json.dumps(rewritten)) > max(MAX_GROWTH * size, GROWTH_FLOOR):
-            return _any_order(schema, {p: s for p, s in at.items() if s is not None}, standalone)
+        size = len(json.dumps(rewritten))
+        if size > GROWTH_FLOOR:
+            governed = _any_order(schema, {p: s for p, s in at.items() if s is not None}, standalone)
+            if size > MAX_GROWTH * len(json.dumps(governed[0])):
+                return governed
     return rewritten, rules
 
 
@@ -256,19 +272,31 @@ def _any_order(schema: Any, at: dict[Path, Any], standalone: Any) -> tuple[Any, 
             continue
         text = None
         if len({required for required, _ in shapes}) > 1:
-            # Forms that differ in required names: the object is checked against the subschema,
-            # which a path below a union or condition does not decide (the schema's order stays).
             if at[path] is None:
-                continue
-            text = json.dumps(at[path], ensure_ascii=False, separators=(",", ":")) if not path \
-                else standalone(at[path])
-            if text is None:
-                continue
+                # Below a union or condition the path does not decide the subschema: exact only
+                # where the keys alone decide whether the object may close.
+                if not _keys_decide(shapes):
+                    continue
+            else:  # forms that differ in required names: the object is checked against the subschema
+                text = json.dumps(at[path], ensure_ascii=False, separators=(",", ":")) if not path \
+                    else standalone(at[path])
+                if text is None:
+                    continue
         names = [allowed for _, allowed in shapes]
         union = None if None in names else frozenset().union(*names)  # type: ignore[arg-type]
         schema = rewritten
         rules.append((path, ObjectRule(tuple(shapes), text, union)))
     return schema, tuple(rules)
+
+
+def _keys_decide(shapes: list[tuple[frozenset[str], frozenset[str] | None]]) -> bool:
+    """Whether an object's keys alone tell if it may close, whichever form the grammar follows:
+    where one form's required names are allowed by another, they include the other's. Closing
+    when some form that the keys fit has its required names then means the followed one has too
+    (its required names are among the others' it allows), and nothing valid is refused."""
+    return all(other_required <= required
+               for required, _ in shapes for other_required, allowed in shapes
+               if (allowed is None or required <= allowed))
 
 
 def _rewrite(node: Any, rest: Path, defs: dict[str, Any], seen: tuple[str, ...],
@@ -317,8 +345,8 @@ def _follow(node: dict[str, Any], rest: Path, defs: dict[str, Any], seen: tuple[
             pass
         elif not patterns and isinstance(node.get("additionalProperties"), dict):
             key, child = "additionalProperties", node["additionalProperties"]
-        elif len(patterns) == 1 and node.get("additionalProperties") is False:
-            (pattern, sub), = patterns.items()
+        elif len(patterns) == 1 and (node.get("additionalProperties") is False or "" in patterns):
+            (pattern, sub), = patterns.items()  # "": the engine's spelling of a pattern every name matches
             new, changed = _rewrite(sub, rest, defs, seen, names)
             return ({**node, "patternProperties": {pattern: new}}, True) if changed else (node, False)
     elif step == ANY_INDEX or isinstance(step, int):
@@ -374,8 +402,13 @@ def _unordered(node: dict[str, Any]) -> tuple[Any, bool]:
     if not set(node) <= _REWRITABLE or not (kind is None or kind == "object" or "object" in kind):
         return node, False
     props = dict(node.get("properties", {}))
-    others = node.get("patternProperties", {})
+    others = dict(node.get("patternProperties", {}))
     extra = node.get("additionalProperties", True)
+    for pattern, sub in list(others.items()):  # a pattern only a few names match: those names
+        names = finite_language(pattern, MAX_PATTERN_NAMES)
+        if names is not None and not any(name in props for name in names):
+            props.update(dict.fromkeys(names, sub))
+            del others[pattern]
     for name in node.get("required", []):  # required but undeclared: the engine would order it too
         if name not in props:
             if others or extra is False:

@@ -496,6 +496,14 @@ def is_ecma_regex(pattern: str) -> bool:
     return True
 
 
+def matches_everything(pattern: str) -> bool:
+    """Whether an ECMA-262 pattern finds a match in every string (the translation says so)."""
+    try:
+        return ecma_to_engine(pattern, "") is None
+    except UnsupportedSchemaError:
+        return False
+
+
 def ecma_to_engine(pattern: str, pointer: str = "") -> str | None:
     """A full-match engine regex accepting exactly the strings in which ``pattern`` finds a match.
 
@@ -521,3 +529,126 @@ def ecma_to_engine(pattern: str, pointer: str = "") -> str | None:
         raise parser.fail("matches no string at all")
     parts = list(dict.fromkeys(parts))
     return "^" + (parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")") + "$"
+
+
+def finite_language(engine_regex: str, limit: int) -> list[str] | None:
+    """Every string an engine regex (full match) accepts, when they are at most ``limit``.
+
+    Reads the plain part of the syntax (literals, escapes, classes, groups, alternation, ``?``
+    and bounded counts); anything else, or a larger language, gives None. A pattern such as
+    ``^name:(?:en|nl)$`` is then a list of exact names, which any key order can take.
+    """
+    if not engine_regex.startswith("^") or not engine_regex.endswith("$") or engine_regex.endswith("\\$"):
+        return None  # unanchored: the engine finds it anywhere in a name
+    text = engine_regex[1:-1]
+    try:
+        strings, end = _sequence(text, 0, limit)  # a top-level `|` would leave an anchor to one side
+    except _Infinite:
+        return None
+    return sorted(set(strings)) if end == len(text) else None
+
+
+class _Infinite(Exception):
+    """Outside the syntax :func:`finite_language` reads, or past its limit."""
+
+
+def _alternation(text: str, i: int, limit: int) -> tuple[list[str], int]:
+    out, i = _sequence(text, i, limit)
+    while i < len(text) and text[i] == "|":
+        more, i = _sequence(text, i + 1, limit)
+        out = [*out, *more]
+        if len(out) > limit:
+            raise _Infinite
+    return out, i
+
+
+def _sequence(text: str, i: int, limit: int) -> tuple[list[str], int]:
+    out = [""]
+    while i < len(text) and text[i] not in "|)":
+        atom, i = _atom(text, i, limit)
+        if i < len(text) and text[i] in "?{":
+            low, high, i = _count(text, i)
+            atom = ["".join(parts) for n in range(low, high + 1) for parts in _power(atom, n, limit)]
+        out = [a + b for a in out for b in atom]
+        if len(out) > limit:
+            raise _Infinite
+    return out, i
+
+
+def _power(atom: list[str], n: int, limit: int) -> list[list[str]]:
+    rows: list[list[str]] = [[]]
+    for _ in range(n):
+        rows = [[*row, s] for row in rows for s in atom]
+        if len(rows) > limit:
+            raise _Infinite
+    return rows
+
+
+def _count(text: str, i: int) -> tuple[int, int, int]:
+    if text[i] == "?":
+        low, high, i = 0, 1, i + 1
+    else:
+        end = text.find("}", i)
+        if end < 0:
+            raise _Infinite
+        body = text[i + 1:end].split(",")
+        if len(body) > 2 or not all(b.isdigit() for b in body):
+            raise _Infinite  # {n,} is unbounded
+        low, high, i = int(body[0]), int(body[-1]), end + 1
+    if i < len(text) and text[i] in "?+*":
+        raise _Infinite  # lazy or possessive forms, or a repeated count
+    return low, high, i
+
+
+def _atom(text: str, i: int, limit: int) -> tuple[list[str], int]:
+    ch = text[i]
+    if ch == "(":
+        i += 3 if text.startswith("(?:", i) else 1
+        if text[i - 1] == "?" or text.startswith("?", i):
+            raise _Infinite  # flags or named groups
+        inner, i = _alternation(text, i, limit)
+        if i >= len(text) or text[i] != ")":
+            raise _Infinite
+        return inner, i + 1
+    if ch == "[":
+        return _class(text, i + 1, limit)
+    if ch == "\\":
+        cp, i = _escape(text, i)
+        return [chr(cp)], i
+    if ch in _META:
+        raise _Infinite
+    return [ch], i + 1
+
+
+def _class(text: str, i: int, limit: int) -> tuple[list[str], int]:
+    if text.startswith("^", i):
+        raise _Infinite
+    chars: list[str] = []
+    while i < len(text) and text[i] != "]":
+        low, i = _escape(text, i) if text[i] == "\\" else (ord(text[i]), i + 1)
+        high = low
+        if text.startswith("-", i) and not text.startswith("-]", i):
+            high, i = _escape(text, i + 1) if text[i + 1] == "\\" else (ord(text[i + 1]), i + 2)
+        if high < low or high - low > limit:
+            raise _Infinite
+        chars += [chr(c) for c in range(low, high + 1)]
+        if len(chars) > limit:
+            raise _Infinite
+    if i >= len(text):
+        raise _Infinite
+    return chars, i + 1
+
+
+def _escape(text: str, i: int) -> tuple[int, int]:
+    """The code point of the escape at ``i`` (a backslash), and where it ends."""
+    if i + 1 >= len(text):
+        raise _Infinite
+    ch = text[i + 1]
+    if ch in _META:
+        return ord(ch), i + 2
+    widths = {"x": 2, "u": 4, "U": 8}
+    if ch in widths and not text.startswith("{", i + 2):
+        digits = text[i + 2:i + 2 + widths[ch]]
+        if len(digits) == widths[ch] and all(c in "0123456789abcdefABCDEF" for c in digits):
+            return int(digits, 16), i + 2 + widths[ch]
+    raise _Infinite  # classes (\d, \p{..}), braced code points, anything unusual

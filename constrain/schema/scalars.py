@@ -85,6 +85,42 @@ def integer_step(flat: Flat, pointer: str = "") -> Flat:
     return out
 
 
+def decimal_spellings(flat: Flat) -> Flat:
+    """A number with a fractional step, spelled with every count of decimals up to the step's.
+
+    llguidance spells a multiple of c*10^-e as an integer or with exactly e decimals, so
+    ``{"multipleOf": 0.25}`` refused ``0.5`` and ``2.0``. The multiples written with k < e decimals
+    are exactly the multiples of lcm(step, 10^-k), which the engine spells with k decimals: an
+    ``anyOf`` of those steps holds every spelling with at most e decimals (more is still refused).
+    """
+    step = flat.get("multipleOf")
+    if step is None or flat.get("type") != "number" or float(step).is_integer():
+        return flat
+    fraction = Fraction(str(step))
+    steps: list[Any] = []
+    for k in range(1, _decimals(fraction)):
+        tenth = Fraction(1, 10**k)
+        common = Fraction(math.lcm(fraction.numerator, tenth.numerator),
+                          math.gcd(fraction.denominator, tenth.denominator))
+        spelled = int(common) if common.denominator == 1 else float(common)
+        if spelled not in steps and spelled != step and not float(spelled).is_integer():
+            steps.append(spelled)
+    if not steps:
+        return flat
+    return {"anyOf": [flat, *({**flat, "multipleOf": s} for s in steps)]}
+
+
+def _decimals(fraction: Fraction) -> int:
+    """How many decimals a terminating fraction needs (0 for an integer)."""
+    count = 0
+    while fraction.denominator != 1:
+        fraction *= 10
+        count += 1
+        if count > 30:
+            break
+    return count
+
+
 def string_feasible(flat: Flat) -> bool:
     low, high = flat.get("minLength", 0), flat.get("maxLength")
     return high is None or low <= high

@@ -15,7 +15,7 @@ import pytest
 from constrain.errors import UnsupportedSchemaError
 from constrain.schema import formats
 from constrain.schema.strings import content_is_asserted, rewrite_string_keywords
-from tests.conftest import read_jsonl_gz
+from tests.conftest import mask_walk, read_jsonl_gz
 from tests.schema.test_patterns import check
 
 CASES: dict[str, tuple[list[str], list[str]]] = {
@@ -215,3 +215,11 @@ def test_suite_format_groups_never_accept_invalid() -> None:
                 assert not got, (row["category"], test["description"], test["data"])
             checked += 1
     assert checked > 500
+
+
+def test_a_pattern_beside_a_format_lexes_within_the_engine_s_fuel(tokenizer):
+    # The engine intersects the two regexes lazily; with its default fuel per token this valid
+    # date was refused mid-string ("too many expressions constructed").
+    schema = {"type": "string", "format": "date-time", "pattern": "\\d\\d\\d\\d-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ"}
+    assert mask_walk(tokenizer, schema, '"2016-01-05T16:51:00Z"')
+    assert not mask_walk(tokenizer, schema, '"2016-01-05T16:51:00+01:00"')

@@ -548,6 +548,24 @@ def test_integer_multiple_of_a_fraction_is_a_multiple_of_its_numerator(tokenizer
     check(tokenizer, {"type": "integer", "multipleOf": 1e-08}, valid=[12391239123, 7], invalid=[0.5])
 
 
+def test_a_fractional_step_takes_every_spelling_up_to_its_decimals(tokenizer):
+    # The engine spells a multiple of 0.25 with exactly two decimals; 0.5 and 2.0 are multiples too.
+    check(tokenizer, {"type": "number", "multipleOf": 0.25, "minimum": 0.25},
+          valid=[0.5, 2.0, 2.5, 0.25, 7.75, 3], invalid=[0.3, 2.1, 0.0, -0.5, 2.05])
+    check(tokenizer, {"type": "number", "multipleOf": 0.125}, valid=[0.5, 0.25, 0.375, 1.0, 4], invalid=[0.1, 0.2, 0.35])
+    assert mask_walk(tokenizer, {"type": "number", "multipleOf": 0.25}, "2.50")
+
+
+def test_bounds_with_no_integer_between_them_are_a_set_of_numbers(tokenizer):
+    # No integer lies in [2.5, 2.6]: `number` there is the non-integer numbers, which the engine
+    # spells (these were refused as unsatisfiable, or lost their numbers without a type).
+    check(tokenizer, {"type": "number", "minimum": 2.5, "maximum": 2.6}, valid=[2.5, 2.55, 2.6], invalid=[2, 3, 2.7, "x"])
+    check(tokenizer, {"minimum": 2.5, "maximum": 2.6}, valid=[2.55, "x", None], invalid=[2, 2.7])
+    check(tokenizer, {"type": "number", "exclusiveMinimum": 2, "exclusiveMaximum": 3}, valid=[2.5], invalid=[2, 3])
+    with pytest.raises(UnsatisfiableSchemaError):
+        normalize({"type": "integer", "minimum": 2.5, "maximum": 2.6})
+
+
 def test_a_whole_number_step_the_engine_cannot_build_in_time_is_refused():
     # llguidance's divisibility automaton for 10^8 does not finish: an error, never a hang
     assert unsupported({"type": "integer", "multipleOf": 123456789}).keyword == "multipleOf"
