@@ -46,12 +46,12 @@ CACHE_SIZE = 512
 def engine_grammar(constraint: Constraint, *, check_pattern_properties: bool = False) -> EngineGrammar:
     """The engine's input for a constraint: JSON schemas pass through the normaliser first."""
     if constraint.kind == "json":
-        schema, rules = normalize_with_rules(
+        normalized = normalize_with_rules(
             constraint.schema, close_objects=constraint.close_objects, param=constraint.param or "schema",
             property_order=constraint.property_order, check_pattern_properties=check_pattern_properties,
         )
-        return EngineGrammar("json_schema", schema, JsonOptions(whitespace=constraint.whitespace),
-                             rules=rules)
+        return EngineGrammar("json_schema", normalized.schema, JsonOptions(whitespace=constraint.whitespace),
+                             rules=normalized.rules)
     if constraint.kind == "regex":
         return EngineGrammar("regex", to_engine_regex(constraint.source))
     if constraint.kind == "grammar":
@@ -221,7 +221,18 @@ class Compiler:
 
 def _compile_grammar(engine: Engine, constraint: Constraint) -> CompiledGrammar:
     """The engine's grammar for ``constraint``. An engine that refuses ``patternProperties`` whose
-    patterns one name may match together gets them checked by the matcher instead."""
+    patterns one name may match together gets them checked by the matcher instead. The any-order
+    rewrite copies definitions for each place it reaches: where that takes the grammar past the
+    engine's size, the schema's order stays (as it does wherever the rewrite does not reach)."""
+    try:
+        return _compile_patterns(engine, constraint)
+    except SchemaLimitError:
+        if constraint.kind != "json" or constraint.property_order != "any":
+            raise
+    return _compile_patterns(engine, dataclasses.replace(constraint, property_order="schema"))
+
+
+def _compile_patterns(engine: Engine, constraint: Constraint) -> CompiledGrammar:
     try:
         return engine.compile(engine_grammar(constraint))
     except UnsupportedSchemaError as exc:

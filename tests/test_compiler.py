@@ -5,8 +5,11 @@ from __future__ import annotations
 import gc
 import weakref
 
+import pytest
+
 from constrain import compile_constraint
 from constrain.constraints import COMPILERS, Compiler, CompilerRegistry
+from constrain.errors import SchemaLimitError
 from constrain.vocab import Vocabulary
 
 
@@ -42,3 +45,31 @@ def test_the_registry_forgets_a_collected_tokenizer(tokenizer):
     del other
     gc.collect()
     assert compiler() is None and vocabulary() is None
+
+
+def test_an_any_order_rewrite_past_the_engine_s_size_keeps_the_schema_s_order(tokenizer, monkeypatch):
+    # The rewrite copies definitions for each place; when the engine refuses the result for its
+    # size, the schema compiles in the schema's order (exact still), not into an error.
+    compiler = Compiler("llguidance", Vocabulary(tokenizer))
+    compile_for_engine = compiler.engine.compile
+
+    def small_engine(grammar):
+        if grammar.rules:  # the rewritten objects come with their rules
+            raise SchemaLimitError("the JSON Schema compiles to a grammar past the engine's size", limit="grammar")
+        return compile_for_engine(grammar)
+
+    monkeypatch.setattr(compiler.engine, "compile", small_engine)
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a"]}
+    compiled = compiler.compile({"type": "json", "value": schema}, property_order="any")
+    matcher = compiled.matcher()
+    assert all(matcher.consume(t) for t in tokenizer.encode('{"a":1,"b":2}', add_special_tokens=False))
+    assert matcher.is_accepting()
+    matcher = compiled.matcher()
+    assert not all(matcher.consume(t) for t in tokenizer.encode('{"b":2,"a":1}', add_special_tokens=False))
+
+    def no_engine(grammar):
+        raise SchemaLimitError("the JSON Schema compiles to a grammar past the engine's size", limit="grammar")
+
+    monkeypatch.setattr(compiler.engine, "compile", no_engine)
+    with pytest.raises(SchemaLimitError):  # too large in the schema's order as well: the error stands
+        compiler.compile({"type": "json", "value": {**schema, "title": "other"}}, property_order="any")

@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from constrain.errors import ReplicaUnavailableError
-from constrain.server.errors import sse_error_event
+from constrain.server.http_errors import sse_error_event
 
 log = logging.getLogger("constrain.scale")
 

@@ -7,6 +7,6 @@ exact rewrite exists.
 """
 
 from constrain.schema.check import check_schema, validate_instance
-from constrain.schema.normalize import normalize, normalize_with_rules
+from constrain.schema.normalize import Normalized, normalize, normalize_with_rules
 
-__all__ = ["check_schema", "normalize", "normalize_with_rules", "validate_instance"]
+__all__ = ["Normalized", "check_schema", "normalize", "normalize_with_rules", "validate_instance"]

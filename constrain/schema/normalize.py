@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonschema
 
@@ -68,18 +68,26 @@ _APPLICATORS = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$ref", 
 Rules = tuple[tuple[Path, ArrayRule | ObjectRule | ValueRule], ...]
 
 
+class Normalized(NamedTuple):
+    """What the normaliser hands the engine: the schema its grammar holds, and the rules the
+    matcher keeps beside it (empty when the grammar alone is exact)."""
+
+    schema: Any
+    rules: Rules
+
+
 def normalize_with_rules(schema: Any, *, close_objects: bool = False, param: str = "schema",
                          property_order: PropertyOrder = "schema",
-                         check_pattern_properties: bool = False) -> tuple[Any, Rules]:
+                         check_pattern_properties: bool = False) -> Normalized:
     """Like :func:`normalize`, but ``uniqueItems`` and ``contains`` with no exact grammar form are
     left to the matcher, and so are the values of keywords with none (a ``oneOf`` whose branches
     may overlap, ``not``, ``if``, ``unevaluated*`` next to applicators, a large ``multipleOf``:
     checked when the value ends); with ``property_order="any"`` so are repeated and missing keys of
     the objects whose keys may come in any order (:mod:`order`); with ``check_pattern_properties``
     (for an engine that refused patterns a name may match together), objects with several
-    ``patternProperties``: (the schema for the engine, the instance paths the matcher watches, each
-    with its ArrayRule, ValueRule or ObjectRule)."""
-    return _normalize(schema, close_objects, param, True, property_order, check_pattern_properties)
+    ``patternProperties``. The rules are the instance paths the matcher watches, each with its
+    ArrayRule, ValueRule or ObjectRule."""
+    return Normalized(*_normalize(schema, close_objects, param, True, property_order, check_pattern_properties))
 
 
 def normalize(schema: Any, *, close_objects: bool = False, param: str = "schema",

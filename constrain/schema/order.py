@@ -6,21 +6,21 @@ its mask admits that order only, although JSON objects are unordered. With
 
 * ``places`` finds the instance paths where objects may stand, each with the subschema that
   governs them: reached from the root through ``properties``, ``additionalProperties``, a lone
-  pattern property, ``items``, ``prefixItems``, local ``$ref``s and ``allOf``. A union *at* the
+  pattern property (or one every name matches), ``items``, ``prefixItems``, local ``$ref``s and ``allOf``. A union *at* the
   place is fine. Below a union or condition (``anyOf``, ``oneOf``, ``if``, ...) the path alone
   does not say which subschemas apply: there a name is a place with a subschema only when one
   declaration alone can govern it, and otherwise a place without one (``None``);
 * ``any_order`` rewrites the engine schema's objects at those places (copies: a shared
-  ``$defs`` entry stays ordered elsewhere): declared properties become exact-name
-  ``patternProperties``, which the engine accepts in any order, but also twice and without
-  the required ones;
+  ``$defs`` entry stays ordered elsewhere): declared properties (and the names of a pattern
+  only a few names match) become exact-name ``patternProperties``, which the engine accepts in
+  any order, but also twice and without the required ones;
 * the matcher keeps the rest with an ``ObjectRule`` (``constrain.engines.rules_matcher``): a key
   never repeats, a key being written stays a prefix of an unused name, a comma needs a name
   left, and ``}`` comes only when the object has the required keys of its form. Where the
   engine's forms at a place require different names, ``}`` needs the object valid against the
   place's subschema as written; at a place without one (below a union), the keys alone must
-  decide it: the forms' required names nest (a form whose required names another form's keys
-  may hold requires no more than those), else the place keeps the schema's order. A prefix
+  decide it: wherever one form's required names are allowed by another, they include that
+  other's required names; else the place keeps the schema's order. A prefix
   the grammar allows can then always be completed by adding the missing required keys.
 
 Objects anywhere else, and objects whose form the rewrite does not cover (``minProperties``,
@@ -245,15 +245,15 @@ def _moves_base(node: dict[str, Any]) -> bool:
 
 def any_order(schema: Any, at: dict[Path, Any], standalone: Any) -> tuple[Any, tuple[tuple[Path, ObjectRule], ...]]:
     """(the engine schema with the objects at ``at`` rewritten, their rules). Each rewrite copies
-    the definitions on its way; where the places below unions would make the engine schema
-    ``MAX_GROWTH`` times larger than it is without them (and past ``GROWTH_FLOOR`` bytes), those
-    keep the schema's order."""
+    the definitions on its way; where the places below unions would add more than
+    ``MAX_GROWTH - 1`` times the schema's size (and ``GROWTH_FLOOR`` bytes) to what the other
+    places make of it, those keep the schema's order."""
     rewritten, rules = _any_order(schema, at, standalone)
     if any(at[path] is None for path, _ in rules):
-        size = len(json.dumps(rewritten))
-        if size > GROWTH_FLOOR:
+        size, allowed = len(json.dumps(rewritten)), max((MAX_GROWTH - 1) * len(json.dumps(schema)), GROWTH_FLOOR)
+        if size > allowed:
             governed = _any_order(schema, {p: s for p, s in at.items() if s is not None}, standalone)
-            if size > MAX_GROWTH * len(json.dumps(governed[0])):
+            if size - len(json.dumps(governed[0])) > allowed:
                 return governed
     return rewritten, rules
 

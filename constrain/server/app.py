@@ -36,8 +36,8 @@ from constrain.model import Model
 from constrain.server import playground
 from constrain.server.auth import ApiKeys
 from constrain.server.cache import LRUCache
-from constrain.server.errors import error_response
 from constrain.server.generation import Cached, GenerationLog, admit, complete, replay, start_stream
+from constrain.server.http_errors import error_response
 from constrain.server.loader import DEFAULT_LOAD_ESTIMATE_S, ModelHolder
 from constrain.server.models import ModelRegistry, ModelSource
 from constrain.server.shutdown import DEFAULT_SHUTDOWN_GRACE_S, FLIGHT_KEY, Drain, DrainTracking, Flight

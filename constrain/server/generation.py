@@ -23,7 +23,7 @@ from constrain.model import Model
 from constrain.prepare import PreparedRequest
 from constrain.requests import parse_request
 from constrain.server.cache import LRUCache, cache_key, is_deterministic
-from constrain.server.errors import sse_error_event
+from constrain.server.http_errors import sse_error_event
 from constrain.server.sse import DONE, chunk_event
 from constrain.types import ChatCompletionRequest
 

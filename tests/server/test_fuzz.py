@@ -123,7 +123,7 @@ def test_a_long_message_cut_at_a_space_is_a_valid_header(cut):
     import h11
 
     from constrain.errors import InvalidSchemaError
-    from constrain.server.errors import error_response
+    from constrain.server.http_errors import error_response
 
     response = error_response(InvalidSchemaError("x" * (cut - 1) + " " + "y" * 50, param="response_format.value"))
     h11.Response(status_code=response.status_code, headers=response.raw_headers)  # raises if invalid
