@@ -343,3 +343,18 @@ def test_finite_languages_of_engine_patterns():
     for infinite in ("^a+$", "^a.$", "^[^a]$", "^\\d$", "^a{2,}$", "name", "^a|b$", "", "^(?i)a$"):
         assert finite_language(infinite, 64) is None, infinite
     assert finite_language("^[a-z]{2}$", 64) is None  # 676 names: past the limit
+
+
+def test_a_declared_name_a_pattern_also_matches_takes_any_order(tokenizer):
+    # `headers.x` is declared and matched by the pattern too (both schemas apply: here the same):
+    # the pattern spells it, so the engine's patterns stay disjoint and the keys take any order.
+    schema = {"type": "object", "required": ["status", "headers.x"], "additionalProperties": False,
+              "properties": {"status": {"type": "integer"}, "headers.x": {"type": "string"}},
+              "patternProperties": {"^headers\\.": {"type": "string"}}}
+    _, rules = normalize_with_rules(schema, property_order="any")
+    assert [path for path, _ in rules] == [()]
+    assert walk(tokenizer, schema, '{"headers.y":"b","headers.x":"a","status":1}')
+    assert walk(tokenizer, schema, '{"status":1,"headers.x":"a"}')
+    assert not walk(tokenizer, schema, '{"headers.y":"b","status":1}')  # headers.x is required
+    assert not walk(tokenizer, schema, '{"headers.x":"a","status":1,"headers.x":"c"}')
+    assert not walk(tokenizer, schema, '{"headers.x":1,"status":1}')

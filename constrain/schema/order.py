@@ -416,13 +416,18 @@ def _unordered(node: dict[str, Any]) -> tuple[Any, bool]:
             props[name] = extra
     if not props:
         return node, False
-    if any(_fullmatch(p, name) is not False for p in others for name in props):
+    # A name one pattern matches with the very schema the name has: that pattern spells it already.
+    spelled = {name for name, sub in props.items()
+               if [others[p] for p in others if _fullmatch(p, name) is not False] == [sub]
+               and all(_fullmatch(p, name) is not None for p in others)}
+    if any(_fullmatch(p, name) is not False for p in others for name in props if name not in spelled):
         return node, False  # the engine needs disjoint patterns (and both schemas would apply)
     closed = node.get("additionalProperties") is False
     if closed and not set(node.get("required", [])) <= {name for name, sub in props.items() if sub is not False}:
         return node, False
     # A forbidden name stays a pattern with schema `false` where additionalProperties would admit it.
-    patterns = {_exact(name): sub for name, sub in props.items() if sub is not False or not closed}
+    patterns = {_exact(name): sub for name, sub in props.items()
+                if name not in spelled and (sub is not False or not closed)}
     if not patterns:
         return node, False
     out = {k: v for k, v in node.items() if k not in ("properties", "required")}
