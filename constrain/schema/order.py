@@ -6,10 +6,11 @@ its mask admits that order only, although JSON objects are unordered. With
 
 * ``places`` finds the instance paths where objects may stand, each with the subschema that
   governs them: reached from the root through ``properties``, ``additionalProperties``, a lone
-  pattern property (or one every name matches), ``items``, ``prefixItems``, local ``$ref``s and ``allOf``. A union *at* the
-  place is fine. Below a union or condition (``anyOf``, ``oneOf``, ``if``, ...) the path alone
-  does not say which subschemas apply: there a name is a place with a subschema only when one
-  declaration alone can govern it, and otherwise a place without one (``None``);
+  pattern property (or one every name matches), ``items``, ``prefixItems``, local ``$ref``s
+  and ``allOf``. A union *at* the place is fine. Below a union or condition (``anyOf``,
+  ``oneOf``, ``if``, ...) the path alone does not say which subschemas apply: there a name is a
+  place with a subschema only when one declaration alone can govern it, and otherwise a place
+  without one (``None``);
 * ``any_order`` rewrites the engine schema's objects at those places (copies: a shared
   ``$defs`` entry stays ordered elsewhere): declared properties (and the names of a pattern
   only a few names match) become exact-name ``patternProperties``, which the engine accepts in
@@ -20,11 +21,11 @@ its mask admits that order only, although JSON objects are unordered. With
   engine's forms at a place require different names, ``}`` needs the object valid against the
   place's subschema as written; at a place without one (below a union), the keys alone must
   decide it: wherever one form's required names are allowed by another, they include that
-  other's required names; else the place keeps the schema's order. A prefix
-  the grammar allows can then always be completed by adding the missing required keys.
+  other's required names; else the place keeps the schema's order. A prefix the grammar
+  allows can then always be completed by adding the missing required keys.
 
 Objects anywhere else, and objects whose form the rewrite does not cover (``minProperties``,
-``propertyNames``, a pattern overlapping a name, ...), keep the schema's order: still exact,
+``propertyNames``, a pattern overlapping a name with another schema, ...), keep the schema's order: still exact,
 one order. One gap is known: under a union whose forms share a name prefix (``city`` in one,
 ``city2`` in another), a key could reach a point where only the other form's longer name is
 unused; generation then stops with an error, never with invalid output.
