@@ -9,7 +9,7 @@ threads or asyncio tasks, the server, the batch job) ``submit`` a :class:`Decode
 2. feed every running sequence's new tokens into one forward pass: the sampled token and any
    forced ones, or a new sequence's prompt (at most ``prefill_tokens`` prompt tokens a step,
    so that a long prompt is spread over steps instead of stalling the others);
-3. fill all masks of the sequences about to sample in one call (``engines/batch.py``), inline
+3. fill all masks of the sequences about to sample in one call (``engines/batch_masks.py``), inline
    or during the forward pass on a worker thread when that pays;
 4. apply them to the batch's logits in one operation, sample each row with its own
    parameters and generator, consume, fast-forward, emit Steps;
@@ -40,7 +40,7 @@ from constrain.decoding.runtimes.base import Feed, Runtime
 from constrain.decoding.sampling import greedy_tokens, mask_logits, unpack_bitmasks
 from constrain.decoding.sequence import DecodeJob, Sequence
 from constrain.decoding.steps import DecodeStats, Step
-from constrain.engines.batch import BatchFiller
+from constrain.engines.batch_masks import BatchFiller
 from constrain.errors import ConstrainError, GenerationError, InvalidRequestError, OverloadedError
 from constrain.vocab import Vocabulary
 

@@ -43,7 +43,7 @@ class LLGuidanceMatcher:
 
     @property
     def native(self) -> llguidance.LLMatcher:
-        """The llguidance matcher, for batch fills (``engines/batch.py``)."""
+        """The llguidance matcher, for batch fills (``engines/batch_masks.py``)."""
         return self._m
 
     def fill_bitmask(self, bitmask: np.ndarray) -> None:

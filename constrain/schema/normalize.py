@@ -649,7 +649,6 @@ def _strip_checks(node: Any) -> Any:
     return node
 
 
-
 def _refs_in(node: Any) -> list[str]:
     """Every ``$ref`` value inside ``node``."""
     if isinstance(node, dict):
