@@ -130,7 +130,6 @@ class Compiler:
                  cache_size: int = CACHE_SIZE) -> None:
         self.engine = create_engine(engine, vocabulary.tokenizer, vocab_size)
         self.vocabulary = vocabulary
-        self.cache_size = cache_size
         # Raw-text keys ("raw", ...) hold a CompiledConstraint, constraint keys its grammar.
         self._cache: LRUCache[tuple[Any, ...], CompiledConstraint | CompiledGrammar] = LRUCache(cache_size)
 

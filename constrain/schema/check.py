@@ -130,8 +130,10 @@ def _format_checker(cls: type[Validator], *, as_enforced: bool = False) -> jsons
     return checker
 
 
+@lru_cache(maxsize=16)
 def enforced_formats(cls: type[Validator]) -> jsonschema.FormatChecker:
-    """The format checker that agrees with the grammar (for checks the normaliser makes itself)."""
+    """The format checker that agrees with the grammar (for checks the normaliser makes itself);
+    one per dialect, its format regexes compiled once (the enum filter asks per listed value)."""
     return _format_checker(cls, as_enforced=True)
 
 
@@ -185,7 +187,7 @@ def _validator_for_text(schema_text: str) -> Validator:
 
     schema = json.loads(schema_text)
     cls = _validator_class(schema)
-    return _ecma_class(cls)(schema, format_checker=_format_checker(cls, as_enforced=True))
+    return _ecma_class(cls)(schema, format_checker=enforced_formats(cls))
 
 
 def validate_instance(schema_text: str, instance: Any) -> str | None:

@@ -417,11 +417,13 @@ def _unordered(node: dict[str, Any]) -> tuple[Any, bool]:
             props[name] = extra
     if not props:
         return node, False
-    # A name one pattern matches with the very schema the name has: that pattern spells it already.
-    spelled = {name for name, sub in props.items()
-               if [others[p] for p in others if _fullmatch(p, name) is not False] == [sub]
-               and all(_fullmatch(p, name) is not None for p in others)}
-    if any(_fullmatch(p, name) is not False for p in others for name in props if name not in spelled):
+    # The patterns that match (or may match) each name. A name exactly one matches, with the very
+    # schema the name has: that pattern spells it already.
+    matching = {name: [(p, found) for p in others if (found := _fullmatch(p, name)) is not False]
+                for name in props}
+    spelled = {name for name, found in matching.items()
+               if len(found) == 1 and found[0][1] is True and others[found[0][0]] == props[name]}
+    if any(found and name not in spelled for name, found in matching.items()):
         return node, False  # the engine needs disjoint patterns (and both schemas would apply)
     closed = node.get("additionalProperties") is False
     if closed and not set(node.get("required", [])) <= {name for name, sub in props.items() if sub is not False}:

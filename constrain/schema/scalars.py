@@ -54,7 +54,7 @@ def _multiple(a: Any, b: Any, pointer: str) -> Any:
         return a
     if (fb / fa).denominator == 1:
         return b
-    lcm = Fraction(math.lcm(fa.numerator, fb.numerator), math.gcd(fa.denominator, fb.denominator))
+    lcm = _lcm(fa, fb)
     if lcm.denominator == 1:
         return int(lcm)
     raise unsupported("two `multipleOf` values whose common multiple is not an integer", "multipleOf", pointer)
@@ -99,15 +99,18 @@ def decimal_spellings(flat: Flat) -> Flat:
     fraction = Fraction(str(step))
     steps: list[Any] = []
     for k in range(1, _decimals(fraction)):
-        tenth = Fraction(1, 10**k)
-        common = Fraction(math.lcm(fraction.numerator, tenth.numerator),
-                          math.gcd(fraction.denominator, tenth.denominator))
+        common = _lcm(fraction, Fraction(1, 10**k))
         spelled = int(common) if common.denominator == 1 else float(common)
         if spelled not in steps and spelled != step and not float(spelled).is_integer():
             steps.append(spelled)
     if not steps:
         return flat
     return {"anyOf": [flat, *({**flat, "multipleOf": s} for s in steps)]}
+
+
+def _lcm(a: Fraction, b: Fraction) -> Fraction:
+    """The least common multiple of two positive fractions in lowest terms."""
+    return Fraction(math.lcm(a.numerator, b.numerator), math.gcd(a.denominator, b.denominator))
 
 
 def _decimals(fraction: Fraction) -> int:

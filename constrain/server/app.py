@@ -32,10 +32,10 @@ from constrain.decoding import DEFAULT_MAX_BATCH
 from constrain.errors import InvalidRequestError, RequestTimeoutError, RequestTooLargeError, ShuttingDownError
 from constrain.images import ImagePolicy
 from constrain.loading import RuntimeName
+from constrain.lru import LRUCache
 from constrain.model import Model
 from constrain.server import playground
 from constrain.server.auth import ApiKeys
-from constrain.server.cache import LRUCache
 from constrain.server.generation import Cached, GenerationLog, admit, complete, replay, start_stream
 from constrain.server.http_errors import error_response
 from constrain.server.loader import DEFAULT_LOAD_ESTIMATE_S, ModelHolder

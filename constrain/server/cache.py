@@ -1,4 +1,4 @@
-"""In-memory LRU cache of finished answers to deterministic requests (``x-use-cache``).
+"""The key of the answer cache (``x-use-cache``, a ``constrain.lru.LRUCache`` the server owns).
 
 Only requests whose answer cannot change between runs are cached: greedy (``temperature: 0``)
 or seeded. The key is the canonical JSON of the validated request, so that spelling
@@ -11,10 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from constrain.lru import LRUCache
 from constrain.types import ChatCompletionRequest
-
-__all__ = ["LRUCache", "cache_key", "is_deterministic"]
 
 
 def is_deterministic(request: ChatCompletionRequest) -> bool:

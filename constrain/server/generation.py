@@ -19,10 +19,11 @@ from typing import Any, Literal
 from constrain.deadline import CompileSlots, compile_deadline
 from constrain.decoding import SequenceHandle
 from constrain.errors import InvalidRequestError
+from constrain.lru import LRUCache
 from constrain.model import Model
 from constrain.prepare import PreparedRequest
 from constrain.requests import parse_request
-from constrain.server.cache import LRUCache, cache_key, is_deterministic
+from constrain.server.cache import cache_key, is_deterministic
 from constrain.server.http_errors import sse_error_event
 from constrain.server.sse import DONE, chunk_event
 from constrain.types import ChatCompletionRequest
