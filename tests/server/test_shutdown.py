@@ -19,6 +19,7 @@ from tests.server.conftest import wait_until
 from tests.server.test_auth_loading import _free_port
 
 GRACE_S = 20.0  # ample for the short stream on a loaded machine; the long one still outlasts it
+LONG_TOKENS = 8000  # nearly the model's whole context (8,192): 400 tokens/s would be needed to end within GRACE_S
 
 
 class _Stream(threading.Thread):
@@ -61,7 +62,8 @@ def test_sigterm_drains_then_exits(tmp_path: Path):
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "constrain.cli", "serve", "--port", str(port), "--shutdown-grace", str(GRACE_S)],
+            [sys.executable, "-m", "constrain.cli", "serve", "--port", str(port), "--shutdown-grace", str(GRACE_S),
+             "--max-tokens-limit", str(LONG_TOKENS)],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     try:
@@ -74,7 +76,9 @@ def test_sigterm_drains_then_exits(tmp_path: Path):
 
         wait_until(ready, "`constrain serve` to load its model", timeout=180)
         short = _Stream(base, "[a-z]{64}", 72)  # seconds on either runtime: finishes within the grace period
-        long = _Stream(base, "[a-z]{3000}", 3000)  # minutes: still running when the grace period ends
+        # A regex no answer of LONG_TOKENS tokens can complete: the stream ends only at its token limit,
+        # which takes minutes even on a fast machine, so it is still running when the grace period ends.
+        long = _Stream(base, "[a-z]{40000}", LONG_TOKENS)
         for stream in (short, long):
             stream.start()
         for stream in (short, long):
