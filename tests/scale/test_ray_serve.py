@@ -32,8 +32,10 @@ pytestmark = [
 
 KEY = "scale-test-key"
 APP = "constrain-test"
-# At least 80 sampled words: long enough to be cut off by the kill, whatever the model would say.
-LONG = {"type": "regex", "value": "[a-z]{1,8}( [a-z]{1,8}){80,100}"}
+# At least 200 sampled words in up to LONG_TOKENS tokens: long enough to be cut off by the kill on a
+# fast machine, whatever the model would say.
+LONG = {"type": "regex", "value": "[a-z]{1,8}( [a-z]{1,8}){200,240}"}
+LONG_TOKENS = 480
 TIMEOUT = 300.0  # a bound for a hung request on a busy 2-core machine, not a timing check
 
 
@@ -78,7 +80,7 @@ def app(ray_cluster: None) -> Iterator[Deployment]:
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     # max_batch 2: each replica takes two requests at once, so that a burst queues in Ray's router.
-    serve.run(ray_app(None, replicas=2, runtime=RUNTIME, max_batch=2, api_keys=[KEY], max_tokens_limit=200,
+    serve.run(ray_app(None, replicas=2, runtime=RUNTIME, max_batch=2, api_keys=[KEY], max_tokens_limit=LONG_TOKENS,
                       cache_size=64, shutdown_grace_s=5),
               name=APP, route_prefix="/")
     deployment = Deployment(port)
@@ -121,7 +123,7 @@ def test_options_reach_every_replica(app: Deployment) -> None:
         refused = httpx.post(f"{app.base_url}/v1/chat/completions", json={"messages": QUESTION}, timeout=TIMEOUT)
         assert refused.status_code == 401 and app.note(refused)
         too_long = httpx.post(f"{app.base_url}/v1/chat/completions", headers=app.headers, timeout=TIMEOUT,
-                              json={"messages": QUESTION, "max_tokens": 500})
+                              json={"messages": QUESTION, "max_tokens": LONG_TOKENS + 1})
         assert too_long.status_code == 400 and too_long.json()["error"]["param"] == "max_tokens"
 
 
@@ -197,7 +199,7 @@ def test_requests_spread_over_both_replicas(app: Deployment, oai: openai.OpenAI)
 
 def _stream(app: Deployment, prompt: str, started: threading.Event, seen: dict[str, str]) -> dict[str, Any]:
     """One streamed request; what came back: status, replica, events, and how it ended."""
-    body = {"messages": [{"role": "user", "content": prompt}], "response_format": LONG, "max_tokens": 200,
+    body = {"messages": [{"role": "user", "content": prompt}], "response_format": LONG, "max_tokens": LONG_TOKENS,
             "temperature": 0.8, "seed": 1, "stream": True}
     result: dict[str, Any] = {"events": []}
     try:
