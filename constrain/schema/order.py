@@ -141,14 +141,11 @@ def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
                 name not in c.get("properties", {}) and _reaches_others(c) for c in may)
             place(children, (*path, name), refs, governed=alone)
         keyed = [c for c in may if c.get("patternProperties") or c.get("additionalProperties", True) is not True]
-        if len(keyed) == 1 and len(keyed[0].get("patternProperties", {})) == 1:
-            # One pattern that governs every key its form does not declare, in the only form that
-            # holds undeclared keys to a schema.
-            (pattern, sub), = keyed[0]["patternProperties"].items()
-            if keyed[0].get("additionalProperties") is False or matches_everything(pattern):
-                declared = frozenset(keyed[0].get("properties", {}))
-                alone = not any(c is not keyed[0] and c.get("properties") for c in may)
-                place([sub], (*path, AnyKey(declared)), refs, governed=alone)
+        lone = _lone_pattern(keyed[0]) if len(keyed) == 1 else None
+        if lone is not None:  # in the only form that holds undeclared keys to a schema
+            declared = frozenset(keyed[0].get("properties", {}))
+            alone = not any(c is not keyed[0] and c.get("properties") for c in may)
+            place([lone], (*path, AnyKey(declared)), refs, governed=alone)
         items = _distinct(c["items"] for c in may if isinstance(c.get("items"), dict))
         if items:
             alone = len(items) == 1 and not any(
@@ -201,9 +198,8 @@ def places(root: Any, *, refs_ignore_siblings: bool) -> dict[Path, Any]:
             extras = [c["additionalProperties"] for c in applying if c.get("additionalProperties", True) is not True]
             if extras:
                 place(extras, (*path, others), refs)
-        elif len(applying) == 1 and len(patterns[0]) == 1 and (
-                applying[0].get("additionalProperties") is False or matches_everything(next(iter(patterns[0])))):
-            place(list(patterns[0].values()), (*path, others), refs)  # one pattern governs every other key
+        elif len(applying) == 1 and (lone := _lone_pattern(applying[0])) is not None:
+            place([lone], (*path, others), refs)
         tuples = [c for c in applying if "prefixItems" in c or isinstance(c.get("items"), list)]
         if len(applying) == 1 and tuples and isinstance(tuples[0].get("prefixItems"), list):
             for index, sub in enumerate(tuples[0]["prefixItems"]):
@@ -237,6 +233,16 @@ def _reaches_others(node: dict[str, Any]) -> bool:
     """Whether ``node`` may hold keys it does not declare to some schema."""
     return (isinstance(node.get("additionalProperties"), dict) and node["additionalProperties"] != {}) or any(
         k in node for k in ("patternProperties", "unevaluatedProperties", "propertyNames"))
+
+
+def _lone_pattern(node: dict[str, Any]) -> Any:
+    """The schema of ``node``'s one pattern property where it governs every key the node does not
+    declare (the node admits no others, or every name matches it); else None."""
+    patterns = node.get("patternProperties") or {}
+    if len(patterns) != 1:
+        return None
+    (pattern, sub), = patterns.items()
+    return sub if node.get("additionalProperties") is False or matches_everything(pattern) else None
 
 
 def _moves_base(node: dict[str, Any]) -> bool:

@@ -604,7 +604,7 @@ def _atom(text: str, i: int, limit: int) -> tuple[list[str], int]:
     ch = text[i]
     if ch == "(":
         i += 3 if text.startswith("(?:", i) else 1
-        if text[i - 1] == "?" or text.startswith("?", i):
+        if text.startswith("?", i):
             raise _Infinite  # flags or named groups
         inner, i = _alternation(text, i, limit)
         if i >= len(text) or text[i] != ")":
